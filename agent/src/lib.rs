@@ -1,0 +1,1 @@
+//! `mc`: the molten node agent.

@@ -1,0 +1,1 @@
+//! `molten`: compiles a cluster profile into per-node Ignition and platform files.

@@ -1,0 +1,244 @@
+//! The contract between `molten` (the composer) and `mc` (the agent).
+//!
+//! The composer writes one [`NodeConfig`] per node to [`NODE_CONFIG_PATH`]; the agent reads it at
+//! every boot. Both sides use these types, so the format cannot drift. The format is versioned:
+//! a change that an older agent could not read bumps [`NODE_CONFIG_VERSION`].
+//!
+//! Logic that both sides must agree on lives here too: which flannel subnet a zone gets
+//! ([`FlannelSettings::subnet_for_zone`]), the etcd key layout ([`keys`]) and the per-OS unit names
+//! and paths ([`OsVariant::layout`]).
+
+mod flannel;
+pub mod keys;
+mod layout;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use flannel::{gateway, FlannelSettings, SubnetError, DEFAULT_PREFIX as FLANNEL_DEFAULT_PREFIX};
+pub use layout::OsLayout;
+
+/// Where the node config lives on a node (relative to the node's root).
+pub const NODE_CONFIG_PATH: &str = "/etc/molten/node.json";
+
+/// The node-config format version this build writes and reads.
+pub const NODE_CONFIG_VERSION: u32 = 1;
+
+/// Everything the agent needs to know about its node and cluster. Written by the composer, read
+/// by the agent; never contains a secret (keys are created by the agent and kept in etcd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Always [`NODE_CONFIG_VERSION`]; checked by [`NodeConfig::from_json`].
+    pub version: u32,
+    /// The cluster's name (from the profile).
+    pub cluster: String,
+    pub os: OsVariant,
+    pub node: NodeIdentity,
+    pub etcd: EtcdSettings,
+    pub flannel: FlannelSettings,
+    pub docker: DockerSettings,
+    pub bosh: BoshSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OsVariant {
+    /// Flatcar Container Linux: etcd and flanneld run as containers (`etcd-member`, `flanneld`).
+    Flatcar,
+    /// A systemd Debian with Ignition (the local lab): etcd, dockerd and flanneld are binaries.
+    Debian,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeIdentity {
+    /// Node name; also its hostname and its etcd member name.
+    pub name: String,
+    /// Zone index: selects the node's flannel subnet and its BOSH AZ `z<zone>`.
+    pub zone: u32,
+    pub roles: Vec<Role>,
+    /// How the node learns its private IPv4 address.
+    pub address: AddressSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The node runs an etcd member.
+    Etcd,
+    /// The node runs workloads (Docker for BOSH).
+    Worker,
+}
+
+/// Where a node's private address comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AddressSource {
+    /// The profile fixed the address (vagrant, ipxe, the lab).
+    Static { private_ip: Ipv4Addr },
+    /// Known only at boot: read from the metadata environment file Afterburn writes
+    /// (`AFTERBURN_PACKET_IPV4_PRIVATE_0`, older `COREOS_PACKET_IPV4_PRIVATE_0`).
+    PacketMetadata { env_file: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSettings {
+    /// Client URLs the agent dials (v3 API), e.g. `http://10.0.0.10:2379`.
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSettings {
+    /// The default bridge (`docker0`) range; never overlaps the flannel network.
+    pub bridge_cidr: Ipv4Net,
+    /// The TLS port Docker listens on at the node's private IP (2376).
+    pub tls_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoshSettings {
+    pub enabled: bool,
+    /// The Docker network BOSH manual networks use (`cloud_properties.name`).
+    pub network_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid node config: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path} has node-config version {found}; this mc reads version {NODE_CONFIG_VERSION}")]
+    Version { path: String, found: u32 },
+}
+
+impl NodeConfig {
+    /// Parses and checks a node config; `origin` names the source in errors.
+    pub fn from_json(origin: &str, text: &str) -> Result<Self, NodeConfigError> {
+        let config: NodeConfig =
+            serde_json::from_str(text).map_err(|source| NodeConfigError::Parse {
+                path: origin.to_string(),
+                source,
+            })?;
+        if config.version != NODE_CONFIG_VERSION {
+            return Err(NodeConfigError::Version {
+                path: origin.to_string(),
+                found: config.version,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Reads a node config from a file.
+    pub fn load(path: &Path) -> Result<Self, NodeConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
+            path: origin.clone(),
+            source,
+        })?;
+        Self::from_json(&origin, &text)
+    }
+
+    /// The canonical JSON form the composer writes: pretty, stable field order, trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("node config serializes");
+        text.push('\n');
+        text
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.node.roles.contains(&role)
+    }
+
+    /// This node's flannel subnet, derived from its zone.
+    pub fn subnet(&self) -> Result<Ipv4Net, SubnetError> {
+        self.flannel.subnet_for_zone(self.node.zone)
+    }
+}
+
+impl OsVariant {
+    /// Unit names and paths for this OS.
+    pub fn layout(self) -> OsLayout {
+        layout::for_os(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> NodeConfig {
+        NodeConfig {
+            version: NODE_CONFIG_VERSION,
+            cluster: "dev".into(),
+            os: OsVariant::Flatcar,
+            node: NodeIdentity {
+                name: "node-0".into(),
+                zone: 0,
+                roles: vec![Role::Etcd, Role::Worker],
+                address: AddressSource::Static {
+                    private_ip: "10.0.0.10".parse().unwrap(),
+                },
+            },
+            etcd: EtcdSettings {
+                endpoints: vec!["http://10.0.0.10:2379".into()],
+            },
+            flannel: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),
+            docker: DockerSettings {
+                bridge_cidr: "10.255.240.0/20".parse().unwrap(),
+                tls_port: 2376,
+            },
+            bosh: BoshSettings {
+                enabled: true,
+                network_name: "bosh".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let config = sample();
+        let text = config.to_json();
+        assert_eq!(NodeConfig::from_json("t", &text).unwrap(), config);
+        assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn rejects_other_versions() {
+        let text = sample().to_json().replace("\"version\": 1", "\"version\": 2");
+        let err = NodeConfig::from_json("node.json", &text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node.json has node-config version 2; this mc reads version 1"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let text = sample()
+            .to_json()
+            .replace("\"cluster\"", "\"clustr\": 1, \"cluster\"");
+        let err = NodeConfig::from_json("node.json", &text).unwrap_err();
+        assert!(err.to_string().contains("unknown field `clustr`"), "{err}");
+    }
+
+    #[test]
+    fn address_source_is_tagged() {
+        let text = sample().to_json();
+        assert!(text.contains("\"source\": \"static\""), "{text}");
+        assert!(text.contains("\"private_ip\": \"10.0.0.10\""), "{text}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Test harness shared by molten's integration and end-to-end suites.
