@@ -1,1 +1,23 @@
-//! Test harness shared by molten's integration and end-to-end suites.
+//! Test harness shared by molten's integration and end-to-end suites: the real components, each
+//! started on 127.0.0.1 (random free ports) in its own temp dir and stopped by PID when dropped,
+//! also when a test panics.
+//!
+//! | module | what | entry points |
+//! |---|---|---|
+//! | [`etcd`] | Debian's etcd (v3 API), one member | `EtcdServer::start()`, `start_named(name)`, `.endpoint()`, `.pid()`, `.etcdctl(args)`, `.stop()` |
+//! | [`docker`] | Debian's dockerd, isolated (own data/exec root, socket, `--bridge=none --iptables=false`) | `Dockerd::start()`, `Dockerd::builder().arg(..).start()`, `.host()`, `.cli(args)`, `.import_busybox_image(name)`, `.stop()` |
+//! | [`ignition`] | the real Ignition validator and engine | `validate(path)`, `apply_files(config, root)`, `apply_files_online(config, root)`, `prepare_root(root)` |
+//! | [`process`] | helpers | `free_port()`, `wait_until(what, timeout, poll, f)`, `ChildGuard` (kill by PID on drop), `run(cmd)` |
+//!
+//! Missing Debian packages are installed with apt-get when running as root (said on stderr);
+//! otherwise the harness fails naming the package.
+
+pub mod docker;
+pub mod etcd;
+pub mod http;
+pub mod ignition;
+pub mod mounts;
+pub mod packages;
+pub mod process;
+
+pub use process::{free_port, wait_until, ChildGuard};
