@@ -4,4 +4,8 @@
 //! `ignition` (per-node Ignition 3.3.0) → `platform` (per-platform files) → `output` (written to a
 //! temporary directory, moved into place only when complete).
 
+pub mod ignition;
 pub mod model;
+pub mod nodeconfig;
+pub mod output;
+pub mod platform;

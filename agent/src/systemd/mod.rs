@@ -1,0 +1,165 @@
+//! Step 4 of `mc converge`: the systemd drop-ins for Docker (mutual TLS on the private IP,
+//! default bridge off the flannel network, ordered after flanneld) and flanneld (`--iface`,
+//! `--public-ip`).
+//!
+//! Only files whose content changed are written; if anything changed, systemd reloads once and
+//! only the changed units that are already running restart. At boot they are not running yet
+//! (`mc.service` is ordered before them), so they simply start with the new configuration.
+
+mod files;
+mod render;
+mod systemctl;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use molten_contract::NodeConfig;
+
+pub use render::{bridge_arg, dockerd_args, tls_listen_args, DROPIN_NAME, HEADER};
+pub use systemctl::Systemctl;
+
+/// The systemd calls the agent makes. Production uses [`Systemctl`]; unit tests use a fake.
+pub trait Systemd {
+    /// Whether a systemd manager answers at all. When it does not, unit actions are reported
+    /// as skipped in [`UnitsOutcome::skipped`].
+    fn is_running(&self) -> bool;
+    /// `systemctl daemon-reload`: makes systemd read changed unit files.
+    fn daemon_reload(&self) -> anyhow::Result<()>;
+    /// Whether `unit` is running (so a changed configuration needs a restart to apply).
+    fn is_active(&self, unit: &str) -> anyhow::Result<bool>;
+    /// `systemctl restart <unit>`.
+    fn restart(&self, unit: &str) -> anyhow::Result<()>;
+}
+
+/// This node's Docker server TLS files as seen on the node (no `--root` prefix): they go into
+/// dockerd's command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPaths {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+/// What [`converge_units`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitsOutcome {
+    /// Drop-ins (re)written because their content changed (paths under the root).
+    pub written: Vec<PathBuf>,
+    /// Stale drop-ins of ours that the node no longer needs, removed (paths under the root).
+    pub removed: Vec<PathBuf>,
+    /// Whether `daemon-reload` ran (at most once per run).
+    pub reloaded: bool,
+    /// Units restarted because their configuration changed while they were running.
+    pub restarted: Vec<String>,
+    /// Actions not done because systemd does not run in the managed root, e.g.
+    /// `daemon-reload`, `restart docker.service (if active)`.
+    pub skipped: Vec<String>,
+}
+
+impl UnitsOutcome {
+    /// Whether any file changed on disk.
+    pub fn changed(&self) -> bool {
+        !self.written.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// Writes this node's drop-ins under `<root><layout.unit_dir>`, removes drop-ins of ours it no
+/// longer needs, and applies the changes: one `daemon-reload`, then a restart of each changed
+/// unit that is active.
+///
+/// Unit actions happen only when the managed root shows a booted systemd
+/// (`<root>/run/systemd/system`, what `sd_booted()` checks) and `systemd` answers; otherwise
+/// they are listed in [`UnitsOutcome::skipped`].
+pub fn converge_units(
+    root: &Path,
+    config: &NodeConfig,
+    ip: Ipv4Addr,
+    tls: &TlsPaths,
+    systemd: &dyn Systemd,
+) -> anyhow::Result<UnitsOutcome> {
+    let layout = config.os.layout();
+    let unit_dir = under_root(root, layout.unit_dir);
+    let wanted = render::dropins(config, &layout, ip, tls)?;
+
+    let mut outcome = UnitsOutcome::default();
+    let mut changed_units = BTreeSet::new();
+    for dropin in &wanted {
+        let path = unit_dir.join(dropin.relative_path());
+        if files::write_if_changed(&path, &dropin.content)? {
+            tracing::info!(path = %path.display(), unit = %dropin.unit, "wrote drop-in");
+            outcome.written.push(path);
+            changed_units.insert(dropin.unit.clone());
+        }
+    }
+    let wanted_paths: BTreeSet<PathBuf> = wanted
+        .iter()
+        .map(|d| unit_dir.join(d.relative_path()))
+        .collect();
+    for stale in files::owned_dropins(&unit_dir)? {
+        if wanted_paths.contains(&stale) {
+            continue;
+        }
+        files::remove_dropin(&stale)?;
+        tracing::info!(path = %stale.display(), "removed stale drop-in");
+        if let Some(unit) = stale.parent().and_then(render::unit_of_dropin_dir) {
+            changed_units.insert(unit);
+        }
+        outcome.removed.push(stale);
+    }
+
+    if !changed_units.is_empty() {
+        apply(root, systemd, &changed_units, &mut outcome)?;
+    }
+    Ok(outcome)
+}
+
+/// Reloads once, then restarts the changed units that run with their old configuration.
+fn apply(
+    root: &Path,
+    systemd: &dyn Systemd,
+    changed_units: &BTreeSet<String>,
+    outcome: &mut UnitsOutcome,
+) -> anyhow::Result<()> {
+    if !systemd_manages(root, systemd) {
+        tracing::warn!(root = %root.display(), "systemd is not running in the root: unit actions skipped");
+        outcome.skipped.push("daemon-reload".to_string());
+        outcome.skipped.extend(
+            changed_units
+                .iter()
+                .map(|u| format!("restart {u} (if active)")),
+        );
+        return Ok(());
+    }
+    systemd
+        .daemon_reload()
+        .context("drop-ins changed but systemd could not reload them")?;
+    outcome.reloaded = true;
+    for unit in changed_units {
+        let active = systemd
+            .is_active(unit)
+            .with_context(|| format!("cannot tell whether {unit} runs"))?;
+        if active {
+            systemd
+                .restart(unit)
+                .with_context(|| format!("{unit} changed but failed to restart"))?;
+            tracing::info!(unit = %unit, "restarted: its configuration changed");
+            outcome.restarted.push(unit.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Unit actions need a systemd that answers *and* runs the root we manage: with
+/// `--root DIR` on a machine whose own systemd answers, that systemd is not DIR's.
+fn systemd_manages(root: &Path, systemd: &dyn Systemd) -> bool {
+    root.join("run/systemd/system").is_dir() && systemd.is_running()
+}
+
+/// `<root><absolute>`: joins an absolute node path under the managed root.
+fn under_root(root: &Path, absolute: &str) -> PathBuf {
+    root.join(absolute.trim_start_matches('/'))
+}

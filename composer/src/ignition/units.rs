@@ -1,0 +1,314 @@
+//! The systemd units and drop-ins molten installs, as text. Names and paths come from the
+//! contract's [`OsLayout`] so the agent orders itself around the same units.
+
+use std::fmt::Write as _;
+
+use molten_contract::{OsLayout, OsVariant};
+
+use crate::model::{Cluster, Node, Runtime};
+use crate::nodeconfig::{etcd_url, PACKET_METADATA_ENV, PACKET_PRIVATE_IPV4_VAR};
+use crate::platform::ComposeError;
+
+/// The name of every drop-in molten writes for a unit the OS ships.
+pub const DROPIN_NAME: &str = "20-molten.conf";
+
+/// Flatcar's metadata agent (Afterburn) on packet; writes [`PACKET_METADATA_ENV`].
+pub const PACKET_METADATA_UNIT: &str = "coreos-metadata.service";
+
+/// Where `mc etcd-join` leaves the membership it negotiated with the seed (packet).
+pub const ETCD_JOIN_ENV: &str = "/run/molten/etcd-join.env";
+
+/// Flatcar's wrapper that runs etcd in a container with the `ETCD_*` environment.
+const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
+
+/// `mc.service`: the boot converge, between etcd and flanneld/Docker.
+pub fn mc_unit(layout: &OsLayout, packet: bool) -> String {
+    let (metadata_after, metadata_wants) = if packet {
+        (
+            format!(" {PACKET_METADATA_UNIT}"),
+            format!(" {PACKET_METADATA_UNIT}"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    format!(
+        "[Unit]\n\
+         Description=molten agent: boot converge\n\
+         After={etcd} network-online.target{metadata_after}\n\
+         Wants=network-online.target{metadata_wants}\n\
+         Before={flannel} {docker} {socket}\n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={mc} converge --stage boot\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        etcd = layout.etcd_unit,
+        flannel = layout.flannel_unit,
+        docker = layout.docker_unit,
+        socket = layout.docker_socket,
+        mc = layout.agent_binary,
+    )
+}
+
+/// `mc-network.service`: the converge steps that need Docker and flannel up.
+pub fn mc_network_unit(layout: &OsLayout) -> String {
+    format!(
+        "[Unit]\n\
+         Description=molten agent: network converge\n\
+         After={docker} {flannel}\n\
+         Requires={docker}\n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={mc} converge --stage network\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        docker = layout.docker_unit,
+        flannel = layout.flannel_unit,
+        mc = layout.agent_binary,
+    )
+}
+
+/// etcd's addresses and membership for one member.
+pub struct EtcdMember<'a> {
+    pub cluster: &'a Cluster,
+    pub node: &'a Node,
+}
+
+impl EtcdMember<'_> {
+    fn client_port(&self) -> u16 {
+        self.cluster.etcd.client_port
+    }
+
+    fn peer_port(&self) -> u16 {
+        self.cluster.etcd.peer_port
+    }
+
+    /// `(flag/variable suffix, value)` pairs for a member whose address is `ip`.
+    fn address_settings(&self, ip: &str) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "LISTEN_CLIENT_URLS",
+                format!(
+                    "{},{}",
+                    etcd_url(ip, self.client_port()),
+                    etcd_url("127.0.0.1", self.client_port())
+                ),
+            ),
+            ("ADVERTISE_CLIENT_URLS", etcd_url(ip, self.client_port())),
+            ("LISTEN_PEER_URLS", etcd_url(ip, self.peer_port())),
+            (
+                "INITIAL_ADVERTISE_PEER_URLS",
+                etcd_url(ip, self.peer_port()),
+            ),
+        ]
+    }
+
+    /// Every member in profile order: `name=http://ip:peer,...`.
+    fn static_initial_cluster(&self) -> Result<String, ComposeError> {
+        let mut parts = Vec::new();
+        for member in self.cluster.etcd_members() {
+            let ip = member.ip.ok_or_else(|| {
+                ComposeError::invalid(
+                    &member.origin.path,
+                    format!("etcd member {} has no ip", member.name),
+                )
+            })?;
+            parts.push(format!(
+                "{}={}",
+                member.name,
+                etcd_url(ip, self.peer_port())
+            ));
+        }
+        Ok(parts.join(","))
+    }
+
+    fn own_ip(&self) -> Result<String, ComposeError> {
+        self.node.ip.map(|ip| ip.to_string()).ok_or_else(|| {
+            ComposeError::invalid(
+                &self.node.origin.path,
+                format!("etcd member {} has no ip", self.node.name),
+            )
+        })
+    }
+
+    /// All settings of a statically bootstrapped member, `(suffix, value)`.
+    fn static_settings(&self) -> Result<Vec<(&'static str, String)>, ComposeError> {
+        let mut settings = vec![("NAME", self.node.name.clone())];
+        settings.extend(self.address_settings(&self.own_ip()?));
+        settings.push(("INITIAL_CLUSTER", self.static_initial_cluster()?));
+        settings.push(("INITIAL_CLUSTER_STATE", "new".to_string()));
+        settings.push(("INITIAL_CLUSTER_TOKEN", self.cluster.name.clone()));
+        Ok(settings)
+    }
+
+    /// Flatcar, addresses from the profile: `etcd-member.service` configured by `ETCD_*`.
+    pub fn flatcar_static_dropin(&self) -> Result<String, ComposeError> {
+        let mut env = vec![(
+            "ETCD_IMAGE".to_string(),
+            container_image(&self.cluster.etcd.runtime, "etcd")?.to_string(),
+        )];
+        for (suffix, value) in self.static_settings()? {
+            env.push((format!("ETCD_{suffix}"), value));
+        }
+        Ok(format!("[Service]\n{}", environment(&env)))
+    }
+
+    /// Debian: replaces the packaged `etcd.service` command with the profile's binary and the
+    /// same settings as flags.
+    pub fn debian_dropin(&self) -> Result<String, ComposeError> {
+        let binary = binary_path(&self.cluster.etcd.runtime, "etcd")?;
+        let mut text = format!("[Service]\nExecStart=\nExecStart={binary}");
+        for (suffix, value) in self.static_settings()? {
+            let flag = suffix.to_ascii_lowercase().replace('_', "-");
+            let _ = write!(text, " \\\n  --{flag}={value}");
+        }
+        text.push('\n');
+        Ok(text)
+    }
+
+    /// Packet: addresses come from the metadata file at boot, so they are flags on the command
+    /// line (systemd expands `${VAR}` there, not in `Environment=`). The seed starts a
+    /// one-member cluster; every other member first joins through the seed with `mc etcd-join`,
+    /// whose environment file supplies `ETCD_INITIAL_CLUSTER` and the `existing` state.
+    pub fn flatcar_packet_dropin(&self, seed: bool) -> Result<String, ComposeError> {
+        let ip = format!("${{{PACKET_PRIVATE_IPV4_VAR}}}");
+        let mut text = format!(
+            "[Unit]\nRequires={PACKET_METADATA_UNIT}\nAfter={PACKET_METADATA_UNIT}\n\
+             [Service]\nEnvironmentFile={PACKET_METADATA_ENV}\n"
+        );
+        let state = if seed { "new" } else { "existing" };
+        text.push_str(&environment(&[
+            (
+                "ETCD_IMAGE".into(),
+                container_image(&self.cluster.etcd.runtime, "etcd")?.into(),
+            ),
+            ("ETCD_NAME".into(), self.node.name.clone()),
+            ("ETCD_INITIAL_CLUSTER_STATE".into(), state.into()),
+            (
+                "ETCD_INITIAL_CLUSTER_TOKEN".into(),
+                self.cluster.name.clone(),
+            ),
+        ]));
+        if !seed {
+            let _ = write!(
+                text,
+                "EnvironmentFile=-{ETCD_JOIN_ENV}\nExecStartPre={} etcd-join\n",
+                OsVariant::Flatcar.layout().agent_binary
+            );
+        }
+        let _ = write!(
+            text,
+            "ExecStart=\nExecStart={FLATCAR_ETCD_WRAPPER} $ETCD_OPTS"
+        );
+        let mut flags = self.address_settings(&ip);
+        if seed {
+            flags.push((
+                "INITIAL_CLUSTER",
+                format!("{}={}", self.node.name, etcd_url(&ip, self.peer_port())),
+            ));
+        }
+        for (suffix, value) in flags {
+            let flag = suffix.to_ascii_lowercase().replace('_', "-");
+            let _ = write!(text, " \\\n  --{flag}={value}");
+        }
+        text.push('\n');
+        Ok(text)
+    }
+}
+
+/// flanneld's options: the etcd v3 endpoints and prefix.
+fn flannel_opts(cluster: &Cluster, endpoints: &[String]) -> String {
+    format!(
+        "--etcd-endpoints={} --etcd-prefix={}",
+        endpoints.join(","),
+        cluster.flannel.settings.prefix
+    )
+}
+
+/// Flatcar: `flanneld.service` drop-in pinning the image and pointing it at etcd; it starts
+/// only after `mc` has put this node's subnet reservation.
+pub fn flannel_flatcar_dropin(
+    cluster: &Cluster,
+    layout: &OsLayout,
+    endpoints: &[String],
+) -> Result<String, ComposeError> {
+    let mut text = format!(
+        "[Unit]\nAfter={mc}\nRequires={mc}\n[Service]\n",
+        mc = layout.agent_unit
+    );
+    text.push_str(&environment(&[
+        (
+            "FLANNEL_IMAGE".into(),
+            container_image(&cluster.flannel.runtime, "flannel")?.into(),
+        ),
+        ("FLANNEL_OPTS".into(), flannel_opts(cluster, endpoints)),
+    ]));
+    Ok(text)
+}
+
+/// Debian: a `flanneld.service` for the profile's flanneld binary. `/run/flannel/options.env`
+/// (as on Flatcar) is where per-boot settings such as `FLANNELD_IFACE` can go.
+pub fn flannel_debian_unit(
+    cluster: &Cluster,
+    layout: &OsLayout,
+    endpoints: &[String],
+) -> Result<String, ComposeError> {
+    let binary = binary_path(&cluster.flannel.runtime, "flannel")?;
+    Ok(format!(
+        "[Unit]\n\
+         Description=flannel overlay network\n\
+         After=network-online.target {mc}\n\
+         Wants=network-online.target\n\
+         Before={docker}\n\
+         [Service]\n\
+         Type=notify\n\
+         EnvironmentFile=-/run/flannel/options.env\n\
+         ExecStart={binary} {opts}\n\
+         Restart=on-failure\n\
+         RestartSec=5\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        mc = layout.agent_unit,
+        docker = layout.docker_unit,
+        opts = flannel_opts(cluster, endpoints),
+    ))
+}
+
+/// One `Environment=` setting holding every `(name, value)`, one per continued line (fewer
+/// bytes than a line each). Values are molten's own URLs, names and image references; only
+/// those with a space need quotes.
+fn environment(vars: &[(String, String)]) -> String {
+    let assignments: Vec<String> = vars
+        .iter()
+        .map(|(name, value)| {
+            if value.contains(' ') {
+                format!("\"{name}={value}\"")
+            } else {
+                format!("{name}={value}")
+            }
+        })
+        .collect();
+    format!("Environment={}\n", assignments.join(" \\\n  "))
+}
+
+fn container_image<'a>(runtime: &'a Runtime, what: &str) -> Result<&'a str, ComposeError> {
+    match runtime {
+        Runtime::Container { image } => Ok(image),
+        Runtime::Binary { .. } => Err(ComposeError::invalid(
+            &format!("$.{what}"),
+            format!("Flatcar runs {what} as a container: give an image pinned by digest"),
+        )),
+    }
+}
+
+fn binary_path<'a>(runtime: &'a Runtime, what: &str) -> Result<&'a str, ComposeError> {
+    match runtime {
+        Runtime::Binary { path } => Ok(path),
+        Runtime::Container { .. } => Err(ComposeError::invalid(
+            &format!("$.{what}"),
+            format!("Debian runs {what} as a binary: give the binary's path"),
+        )),
+    }
+}

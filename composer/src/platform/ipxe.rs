@@ -1,0 +1,199 @@
+//! iPXE: a bundle served over HTTP. `boot.ipxe` chains the booting NIC's per-MAC script, which
+//! boots the Flatcar PXE kernel with `ignition.config.url` pointing at the node's config.
+//!
+//! Install to disk: the PXE-booted (in-memory) system gets `ignition/<node>-install.ign`, whose
+//! only job is a oneshot unit that runs `flatcar-install` with the node's full config (fetched
+//! and checked by hash) and reboots; the installed system then applies the full config on its
+//! first boot from disk. Firmware must try the disk before the network (an empty disk falls
+//! through to PXE), or the machine installs again.
+
+use minijinja::context;
+
+use super::{render, sha512_hex, Bundle, ComposeError, ComposedNode, Platform};
+use crate::ignition::{sha512_hash, to_json, ConfigBuilder, UnitBody, SSH_USER};
+use crate::model::{self, Cluster, IpxeSettings, Node};
+use molten_contract::OsVariant;
+
+pub struct Ipxe;
+
+/// Where the install-time config leaves the node's full config for `flatcar-install`.
+const INSTALL_CONFIG_PATH: &str = "/var/lib/molten/install.ign";
+const INSTALL_UNIT: &str = "molten-install.service";
+
+fn settings(cluster: &Cluster) -> Result<&IpxeSettings, ComposeError> {
+    cluster
+        .ipxe
+        .as_ref()
+        .ok_or_else(|| ComposeError::invalid("$.ipxe", "platform ipxe needs an `ipxe` section"))
+}
+
+impl Platform for Ipxe {
+    fn id(&self) -> model::Platform {
+        model::Platform::Ipxe
+    }
+
+    fn served_base_url(&self, cluster: &Cluster) -> Result<Option<String>, ComposeError> {
+        Ok(Some(
+            settings(cluster)?
+                .base_url
+                .trim_end_matches('/')
+                .to_string(),
+        ))
+    }
+
+    fn render(
+        &self,
+        cluster: &Cluster,
+        nodes: &[ComposedNode],
+        bundle: &mut Bundle,
+    ) -> Result<(), ComposeError> {
+        let ipxe = settings(cluster)?;
+        let base = self.served_base_url(cluster)?.expect("ipxe always serves");
+        if ipxe.install_to_disk && cluster.os != OsVariant::Flatcar {
+            return Err(ComposeError::invalid(
+                "$.ipxe.install_to_disk",
+                "install to disk uses flatcar-install: it needs os flatcar",
+            ));
+        }
+        bundle.add(
+            "boot.ipxe",
+            render("ipxe/boot.ipxe", context! { cluster => &cluster.name })?.into_bytes(),
+            0o644,
+        )?;
+        for n in nodes {
+            let mac = n.node.mac.ok_or_else(|| {
+                ComposeError::invalid(
+                    &n.node.origin.path,
+                    format!(
+                        "node {} has no mac; platform ipxe boots nodes by MAC",
+                        n.node.name
+                    ),
+                )
+            })?;
+            let full_path = self.ignition_path(n.node);
+            let (boot_config, purpose) = if ipxe.install_to_disk {
+                let install = install_config(cluster, n, &format!("{base}/{full_path}"))?;
+                let path = format!("ignition/{}-install.ign", n.node.name);
+                bundle.add(&path, install.into_bytes(), 0o644)?;
+                (path, "installs to disk")
+            } else {
+                (full_path, "runs from memory")
+            };
+            let mut kernel_args = vec![first_boot_arg(cluster.os).to_string()];
+            kernel_args.push(format!("ignition.config.url={base}/{boot_config}"));
+            kernel_args.extend(ipxe.kernel_args.iter().cloned());
+            let script = render(
+                "ipxe/node.ipxe",
+                context! {
+                    cluster => &cluster.name,
+                    node => &n.node.name,
+                    purpose,
+                    base_url => &base,
+                    kernel => &ipxe.kernel,
+                    initrd => &ipxe.initrd,
+                    kernel_args,
+                },
+            )?;
+            bundle.add(
+                &format!("nodes/{}.ipxe", mac.hexhyp()),
+                script.into_bytes(),
+                0o644,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Flatcar's first-boot flag; other OSes take Ignition's generic one.
+fn first_boot_arg(os: OsVariant) -> &'static str {
+    match os {
+        OsVariant::Flatcar => "flatcar.first_boot=1",
+        OsVariant::Debian => "ignition.firstboot=1",
+    }
+}
+
+/// The config of the in-memory system that installs the node to its disk.
+fn install_config(
+    cluster: &Cluster,
+    n: &ComposedNode,
+    full_url: &str,
+) -> Result<String, ComposeError> {
+    let disk = install_disk(n.node)?;
+    let mut b = ConfigBuilder::new();
+    if !cluster.ssh_authorized_keys.is_empty() {
+        b.user_keys(SSH_USER, &cluster.ssh_authorized_keys)?;
+    }
+    let hash = sha512_hash(&sha512_hex(n.ignition.as_bytes()));
+    b.remote_file(INSTALL_CONFIG_PATH, 0o600, full_url, &hash)?;
+    let unit = format!(
+        "[Unit]\n\
+         Description=molten: install Flatcar to {disk} with this node's config, then reboot\n\
+         After=network-online.target\n\
+         Wants=network-online.target\n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart=/usr/bin/flatcar-install -d {disk} -i {INSTALL_CONFIG_PATH}\n\
+         ExecStartPost=/usr/bin/systemctl --no-block reboot\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    );
+    b.unit(INSTALL_UNIT, true, UnitBody::Contents(unit))?;
+    Ok(to_json(&b.build()))
+}
+
+fn install_disk(node: &Node) -> Result<&str, ComposeError> {
+    node.install_disk.as_deref().ok_or_else(|| {
+        ComposeError::invalid(
+            &node.origin.path,
+            format!(
+                "node {} has no install_disk; ipxe.install_to_disk needs one per node",
+                node.name
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{compose, sample};
+
+    fn text(out: &crate::platform::Composition, path: &str) -> String {
+        String::from_utf8(out.bundle.get(path).unwrap().contents.clone()).unwrap()
+    }
+
+    #[test]
+    fn each_mac_gets_a_script_that_boots_its_config() {
+        let out = compose(&sample::cluster(1, 1), model::Platform::Ipxe).unwrap();
+        let script = text(&out, "nodes/52-54-00-00-00-01.ipxe");
+        assert!(
+            script.contains(
+                "kernel http://192.168.56.1:8080/assets/flatcar_production_pxe.vmlinuz \
+                 initrd=flatcar_production_pxe_image.cpio.gz flatcar.first_boot=1 \
+                 ignition.config.url=http://192.168.56.1:8080/ignition/node-1.ign console=ttyS0\n"
+            ),
+            "{script}"
+        );
+        assert!(text(&out, "boot.ipxe").contains("chain nodes/${mac:hexhyp}.ipxe || goto unknown"));
+    }
+
+    #[test]
+    fn install_to_disk_boots_an_installer_config() {
+        let mut c = sample::cluster(1, 0);
+        c.ipxe.as_mut().unwrap().install_to_disk = true;
+        let err = compose(&c, model::Platform::Ipxe).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "$.nodes[0]: node node-0 has no install_disk; ipxe.install_to_disk needs one per node"
+        );
+        c.nodes[0].install_disk = Some("/dev/sda".into());
+        let out = compose(&c, model::Platform::Ipxe).unwrap();
+        let script = text(&out, "nodes/52-54-00-00-00-00.ipxe");
+        assert!(script
+            .contains("ignition.config.url=http://192.168.56.1:8080/ignition/node-0-install.ign"));
+        let install = text(&out, "ignition/node-0-install.ign");
+        let full = &out.bundle.get("ignition/node-0.ign").unwrap().contents;
+        assert!(install.contains(&format!("sha512-{}", sha512_hex(full))));
+        assert!(install.contains("flatcar-install -d /dev/sda -i /var/lib/molten/install.ign"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Vagrant (VirtualBox): one VM per node on a private network with the profile's addresses.
+//! VirtualBox refuses guest properties over 1 KiB, so each VM gets a pointer config that replaces
+//! itself with the node's full config, fetched from the host (`molten serve`) and checked by hash.
+
+use minijinja::value::Serde;
+use minijinja::{context, Value};
+use serde::Serialize;
+
+use super::{render, sha512_hex, Bundle, ComposeError, ComposedNode, Platform};
+use crate::ignition::{replace_config, sha512_hash, to_json};
+use crate::model::{self, Cluster, Node};
+
+pub struct Vagrant;
+
+/// VirtualBox's limit for a guest property value (coreos/ignition#2226).
+pub const POINTER_LIMIT: usize = 1024;
+
+#[derive(Serialize)]
+struct VmView {
+    name: String,
+    ip: String,
+    pointer: String,
+}
+
+fn pointer_path(node: &Node) -> String {
+    format!("pointer/{}.ign", node.name)
+}
+
+impl Platform for Vagrant {
+    fn id(&self) -> model::Platform {
+        model::Platform::Vagrant
+    }
+
+    fn served_base_url(&self, cluster: &Cluster) -> Result<Option<String>, ComposeError> {
+        let v = &cluster.vagrant;
+        Ok(Some(format!("http://{}:{}", v.host_ip, v.serve_port)))
+    }
+
+    fn render(
+        &self,
+        cluster: &Cluster,
+        nodes: &[ComposedNode],
+        bundle: &mut Bundle,
+    ) -> Result<(), ComposeError> {
+        let base = self
+            .served_base_url(cluster)?
+            .expect("vagrant always serves");
+        let mut vms = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let full_url = format!("{base}/{}", self.ignition_path(n.node));
+            let hash = sha512_hash(&sha512_hex(n.ignition.as_bytes()));
+            let pointer = to_json(&replace_config(&full_url, &hash));
+            if pointer.len() > POINTER_LIMIT {
+                return Err(ComposeError::invalid(
+                    &n.node.origin.path,
+                    format!(
+                        "the pointer config of node {} is {} bytes; VirtualBox accepts at most \
+                         {POINTER_LIMIT}: shorten the node name or the host address",
+                        n.node.name,
+                        pointer.len()
+                    ),
+                ));
+            }
+            bundle.add(&pointer_path(n.node), pointer.into_bytes(), 0o644)?;
+            let ip = n.node.ip.ok_or_else(|| {
+                ComposeError::invalid(&n.node.origin.path, "vagrant needs an ip for every node")
+            })?;
+            vms.push(VmView {
+                name: n.node.name.clone(),
+                ip: ip.to_string(),
+                pointer: pointer_path(n.node),
+            });
+        }
+        let v = &cluster.vagrant;
+        let ctx = context! {
+            cluster => &cluster.name,
+            base_url => base,
+            r#box => &v.box_name,
+            memory_mb => v.memory_mb,
+            cpus => v.cpus,
+            nodes => Value::from(Serde(&vms)),
+        };
+        bundle.add(
+            "Vagrantfile",
+            render("vagrant/Vagrantfile", ctx)?.into_bytes(),
+            0o644,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{compose, sample, AGENT_ASSET};
+
+    #[test]
+    fn pointers_replace_themselves_with_the_hashed_full_config() {
+        let c = sample::with_local_agent(sample::cluster(1, 1), "mc".into(), sample::FAKE_AGENT);
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("mc");
+        std::fs::write(&agent, sample::FAKE_AGENT).unwrap();
+        let c = sample::with_local_agent(c, agent, sample::FAKE_AGENT);
+        let out = compose(&c, model::Platform::Vagrant).unwrap();
+        let full = &out.bundle.get("ignition/node-1.ign").unwrap().contents;
+        let pointer: serde_json::Value =
+            serde_json::from_slice(&out.bundle.get("pointer/node-1.ign").unwrap().contents)
+                .unwrap();
+        let replace = &pointer["ignition"]["config"]["replace"];
+        assert_eq!(
+            replace["source"],
+            "http://192.168.56.1:8080/ignition/node-1.ign"
+        );
+        assert_eq!(
+            replace["verification"]["hash"],
+            format!("sha512-{}", sha512_hex(full))
+        );
+        assert_eq!(
+            out.bundle.get(AGENT_ASSET).unwrap().contents,
+            sample::FAKE_AGENT
+        );
+        assert!(String::from_utf8_lossy(full).contains("http://192.168.56.1:8080/assets/mc"));
+    }
+}
