@@ -9,3 +9,5 @@ pub mod model;
 pub mod nodeconfig;
 pub mod output;
 pub mod platform;
+pub mod diagnostics;
+pub mod profile;

@@ -1,0 +1,176 @@
+//! The profile stage: YAML text → validated [`model::Cluster`], or every problem found, each
+//! pointing at its place in the file (see [`crate::diagnostics`]).
+//!
+//! Two steps, like butane: [`raw`] types take the YAML as written (unknown keys and wrong types
+//! are refused there), then the checks fill in defaults and apply the rules across values.
+//! `docs/profile.md` is the reference for the format.
+
+mod agent;
+pub mod defaults;
+mod nodes;
+mod parse;
+mod platforms;
+pub mod raw;
+mod report;
+mod settings;
+mod values;
+
+use std::path::Path;
+
+use crate::diagnostics::Diagnostics;
+use crate::model::{self, Cluster, Platform};
+
+pub use agent::sha512_of;
+pub use parse::PROFILE_VERSION;
+
+use report::{At, Report};
+
+/// How to load a profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// The platform being composed for: its section and node requirements are checked, and on
+    /// packet node addresses are dropped (they come from metadata at boot).
+    pub platform: Option<model::Platform>,
+    /// `--agent PATH`: use this local file as the agent, whatever the profile says.
+    pub agent_override: Option<&'a Path>,
+    /// Treat warnings as errors.
+    pub strict: bool,
+}
+
+/// A valid profile and the warnings it raised.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub cluster: Cluster,
+    pub warnings: Diagnostics,
+}
+
+/// Loads a profile from `text`. `origin_name` is what messages call the file (e.g.
+/// `profiles/dev.yaml`); a relative `agent.path` is resolved against `base_dir`.
+///
+/// On failure the result holds every error (and warning) found, in file order. With
+/// `opts.strict`, warnings alone also fail the load.
+pub fn load(
+    origin_name: &str,
+    text: &str,
+    base_dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Loaded, Diagnostics> {
+    let mut report = Report::new(origin_name, text);
+    let Some(raw) = parse::parse(text, &mut report) else {
+        return Err(report.into_diagnostics());
+    };
+    let cluster = build(&raw, base_dir, opts, &mut report);
+    // Strict turns any warning into a failure.
+    let failed = report.error_count() > 0;
+    let diagnostics = report.into_diagnostics();
+    let refused = failed || (opts.strict && !diagnostics.is_empty());
+    match cluster {
+        Some(cluster) if !refused => Ok(Loaded {
+            cluster,
+            warnings: diagnostics,
+        }),
+        _ => Err(diagnostics),
+    }
+}
+
+/// Reads and loads a profile file; relative agent paths resolve against the file's directory.
+pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
+    let origin = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) => {
+            let mut report = Report::new(&origin, "");
+            report.error(
+                &At::new("$", (0, 0)),
+                format!("cannot read the profile: {err}"),
+            );
+            return Err(report.into_diagnostics());
+        }
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    load(&origin, &text, base_dir, opts)
+}
+
+/// The JSON schema of profile v1 (`molten schema`), generated from the raw types.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(raw::RawProfile);
+    serde_json::to_value(schema).expect("a schema is JSON")
+}
+
+/// Applies every rule; `None` when some value could not be built (an error says why).
+fn build(
+    raw: &raw::RawProfile,
+    base_dir: &Path,
+    opts: &LoadOptions,
+    report: &mut Report,
+) -> Option<Cluster> {
+    let name = settings::name(raw, report);
+    let os = settings::os(raw);
+    let ssh_authorized_keys = settings::ssh_keys(raw, report);
+    let (etcd, [client, peer]) = settings::etcd(raw, os, report);
+    let flannel = settings::flannel(raw, os, report);
+    let (docker, tls) = settings::docker(raw, &flannel, report);
+    settings::distinct_ports(
+        &[
+            ("etcd.client_port", &client),
+            ("etcd.peer_port", &peer),
+            ("docker.tls_port", &tls),
+        ],
+        report,
+    );
+    let bosh = settings::bosh(raw, report);
+    let agent = agent::agent(raw, base_dir, opts.agent_override, report);
+
+    let sections = raw.platforms.as_deref();
+    let packet = sections
+        .and_then(|p| p.packet.as_deref())
+        .map(|p| platforms::packet(p, report));
+    let (vagrant, host_at) = platforms::vagrant(
+        sections.and_then(|p| p.vagrant.as_deref()),
+        flannel.flannel.as_ref(),
+        docker.as_ref(),
+        report,
+    );
+    let ipxe = sections
+        .and_then(|p| p.ipxe.as_deref())
+        .map(|i| platforms::ipxe(i, report));
+
+    let expanded = nodes::expand(raw, report);
+    nodes::check_all(
+        raw,
+        (&expanded.0, expanded.1),
+        flannel.flannel.as_ref(),
+        docker.as_ref(),
+        report,
+    );
+    if let Some(platform) = opts.platform {
+        let targets = platforms::Targets {
+            has_packet: packet.is_some(),
+            has_ipxe: ipxe.is_some(),
+            install_to_disk: ipxe.as_ref().is_some_and(|i| i.install_to_disk),
+            vagrant_host_ip: vagrant.host_ip,
+            vagrant_host_at: host_at.as_ref(),
+        };
+        platforms::check_target(platform, raw, &expanded.0, targets, report);
+    }
+    let mut nodes: Vec<model::Node> = expanded.0.into_iter().map(|d| d.node).collect();
+    if opts.platform == Some(Platform::Packet) {
+        for node in &mut nodes {
+            node.ip = None;
+        }
+    }
+    Some(Cluster {
+        name,
+        os,
+        ssh_authorized_keys,
+        etcd,
+        flannel: flannel.flannel?,
+        docker: docker?,
+        agent: agent?,
+        bosh,
+        nodes,
+        packet,
+        vagrant,
+        ipxe,
+    })
+}

@@ -1,0 +1,511 @@
+//! Nodes: the explicit list and the compact rack form, expanded into one list, then the checks
+//! across nodes (unique names, zones, addresses and MACs; usable addresses; zone capacity; etcd
+//! members).
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use molten_contract::{DockerSettings, Role, SubnetError};
+
+use super::defaults as d;
+use super::raw::{RawNode, RawProfile, RawRack, RawRole, Sp};
+use super::report::{At, Report};
+use super::values;
+use crate::model::{Flannel, MacAddr, Node, Origin};
+
+/// A node with the places its values came from, so later checks can point at them.
+pub(crate) struct Draft {
+    pub node: Node,
+    /// How messages name this node: `nodes[0]` or `racks[1] (rack-b-03)`.
+    pub label: String,
+    /// Appended to messages reported at a rack's shared key: ` (for rack-b-03)`.
+    pub suffix: String,
+    pub entry: At,
+    pub name_at: At,
+    pub zone_at: At,
+    pub roles_at: At,
+    /// Where the address was written (the rack's `start_ip` for rack nodes), if it was.
+    pub ip_at: Option<At>,
+    pub mac_at: Option<At>,
+    pub disk_at: Option<At>,
+}
+
+/// Every node in profile order, and whether every rack could be expanded (checks that count
+/// nodes, like "no etcd member", are skipped when one could not).
+pub(crate) fn expand(raw: &RawProfile, report: &mut Report) -> (Vec<Draft>, bool) {
+    let mut drafts = Vec::new();
+    let mut complete = true;
+    if let Some(nodes) = &raw.nodes {
+        for (i, node) in nodes.iter().enumerate() {
+            drafts.push(explicit(i, node, report));
+        }
+    }
+    if let Some(racks) = &raw.racks {
+        for (i, rack) in racks.iter().enumerate() {
+            match rack_nodes(i, rack, report) {
+                Some(nodes) => drafts.extend(nodes),
+                None => complete = false,
+            }
+        }
+    }
+    (drafts, complete)
+}
+
+fn roles(raw: &Sp<Vec<Sp<RawRole>>>, at: &At, report: &mut Report) -> Vec<Role> {
+    let mut roles: Vec<Role> = raw
+        .iter()
+        .map(|r| match **r {
+            RawRole::Etcd => Role::Etcd,
+            RawRole::Worker => Role::Worker,
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        report.error(at, "a node needs at least one role: etcd, worker or both");
+    }
+    roles
+}
+
+fn install_disk(raw: Option<&Sp<String>>, at: &At, report: &mut Report) -> Option<String> {
+    let disk = raw?;
+    let ok = disk.len() > "/dev/".len()
+        && disk.starts_with("/dev/")
+        && !disk.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        report.error(
+            at,
+            format!("`{}` is not a device path like /dev/sda", disk.as_str()),
+        );
+        return None;
+    }
+    Some(disk.to_string())
+}
+
+fn explicit(i: usize, raw: &Sp<RawNode>, report: &mut Report) -> Draft {
+    let base = format!("$.nodes[{i}]");
+    let entry = At::of(base.clone(), raw);
+    let name_at = At::of(format!("{base}.name"), &raw.name);
+    if let Err(m) = values::dns_label(&raw.name) {
+        report.error(&name_at, format!("node name {m}"));
+    }
+    let roles_at = At::of(format!("{base}.roles"), &raw.roles);
+    let roles = roles(&raw.roles, &roles_at, report);
+    let ip_at = raw.ip.as_ref().map(|ip| At::of(format!("{base}.ip"), ip));
+    let ip = raw.ip.as_ref().and_then(|ip| {
+        values::ipv4(ip)
+            .map_err(|m| report.error(ip_at.as_ref().expect("set with ip"), m))
+            .ok()
+    });
+    let mac_at = raw
+        .mac
+        .as_ref()
+        .map(|mac| At::of(format!("{base}.mac"), mac));
+    let mac = raw.mac.as_ref().and_then(|mac| {
+        values::mac(mac)
+            .map_err(|m| report.error(mac_at.as_ref().expect("set with mac"), m))
+            .ok()
+    });
+    let disk_at = raw
+        .install_disk
+        .as_ref()
+        .map(|disk| At::of(format!("{base}.install_disk"), disk));
+    let disk = disk_at
+        .as_ref()
+        .and_then(|at| install_disk(raw.install_disk.as_ref(), at, report));
+    Draft {
+        node: Node {
+            name: raw.name.to_string(),
+            zone: *raw.zone,
+            roles,
+            ip,
+            mac,
+            install_disk: disk,
+            origin: Origin {
+                path: base.clone(),
+                line: entry.line,
+                column: entry.column,
+            },
+        },
+        label: format!("nodes[{i}]"),
+        suffix: String::new(),
+        entry,
+        name_at,
+        zone_at: At::of(format!("{base}.zone"), &raw.zone),
+        roles_at,
+        ip_at,
+        mac_at,
+        disk_at,
+    }
+}
+
+/// The rack's settings, checked once; `None` when one of them is unusable.
+struct RackPlan {
+    names: Vec<String>,
+    start_zone: u32,
+    roles: Vec<Role>,
+    etcd_members: u32,
+    start_ip: Option<u32>,
+    start_mac: Option<u64>,
+    disk: Option<String>,
+}
+
+fn rack_plan(base: &str, raw: &RawRack, report: &mut Report) -> Option<RackPlan> {
+    let mut ok = true;
+    let mut fail = |report: &mut Report, at: At, message: String| {
+        report.error(&at, message);
+        ok = false;
+    };
+    let count = *raw.count;
+    let count_at = At::of(format!("{base}.count"), &raw.count);
+    if count == 0 || count > d::RACK_MAX_COUNT {
+        fail(
+            report,
+            count_at.clone(),
+            format!("a rack holds 1 to {} nodes", d::RACK_MAX_COUNT),
+        );
+    }
+    let digits = raw.digits.as_ref().map_or(d::RACK_DIGITS, |v| **v);
+    if !(1..=10).contains(&digits) {
+        let at = At::of(
+            format!("{base}.digits"),
+            raw.digits
+                .as_ref()
+                .expect("only a written value can be out of range"),
+        );
+        fail(report, at, "digits must be between 1 and 10".into());
+    }
+    let start_index = raw
+        .start_index
+        .as_ref()
+        .map_or(d::RACK_START_INDEX, |v| **v);
+    let index_at = raw.start_index.as_ref().map_or_else(
+        || count_at.clone(),
+        |v| At::of(format!("{base}.start_index"), v),
+    );
+    if start_index.checked_add(count).is_none() {
+        fail(report, index_at, "node numbers run past 4294967295".into());
+    }
+    let start_zone = *raw.start_zone;
+    if start_zone.checked_add(count).is_none() {
+        let at = At::of(format!("{base}.start_zone"), &raw.start_zone);
+        fail(report, at, "zones run past 4294967295".into());
+    }
+    let roles_at = At::of(format!("{base}.roles"), &raw.roles);
+    let roles = roles(&raw.roles, &roles_at, report);
+    let etcd_members = raw.etcd_members.as_ref().map_or(0, |v| **v);
+    if etcd_members > count {
+        let at = At::of(
+            format!("{base}.etcd_members"),
+            raw.etcd_members.as_ref().expect("nonzero means written"),
+        );
+        fail(
+            report,
+            at,
+            format!("etcd_members {etcd_members} is more than the rack's {count} nodes"),
+        );
+    }
+    let start_ip = raw.start_ip.as_ref().and_then(|ip| {
+        let at = At::of(format!("{base}.start_ip"), ip);
+        match values::ipv4(ip) {
+            Ok(addr) if u64::from(u32::from(addr)) + u64::from(count) - 1 > u64::from(u32::MAX) => {
+                fail(
+                    report,
+                    at,
+                    format!("{count} addresses from {addr} run past 255.255.255.255"),
+                );
+                None
+            }
+            Ok(addr) => Some(u32::from(addr)),
+            Err(m) => {
+                fail(report, at, m);
+                None
+            }
+        }
+    });
+    let start_mac = raw.start_mac.as_ref().and_then(|mac| {
+        let at = At::of(format!("{base}.start_mac"), mac);
+        match values::mac(mac) {
+            Ok(m) if mac_number(m) + u64::from(count) - 1 > 0xffff_ffff_ffff => {
+                fail(
+                    report,
+                    at,
+                    format!("{count} MACs from {m} run past ff:ff:ff:ff:ff:ff"),
+                );
+                None
+            }
+            Ok(m) => Some(mac_number(m)),
+            Err(message) => {
+                fail(report, at, message);
+                None
+            }
+        }
+    });
+    let disk = raw.install_disk.as_ref().and_then(|disk| {
+        let at = At::of(format!("{base}.install_disk"), disk);
+        let checked = install_disk(Some(disk), &at, report);
+        ok &= checked.is_some();
+        checked
+    });
+    if !ok || count == 0 || count > d::RACK_MAX_COUNT {
+        return None;
+    }
+    let width = usize::from(digits);
+    let names: Vec<String> = (0..count)
+        .map(|k| format!("{}{:0width$}", raw.prefix.as_str(), start_index + k))
+        .collect();
+    if let Some((name, message)) = names
+        .iter()
+        .find_map(|n| values::dns_label(n).err().map(|m| (n, m)))
+    {
+        let at = At::of(format!("{base}.prefix"), &raw.prefix);
+        report.error(&at, format!("generated node name {message}"));
+        let _ = name;
+        return None;
+    }
+    Some(RackPlan {
+        names,
+        start_zone,
+        roles,
+        etcd_members,
+        start_ip,
+        start_mac,
+        disk,
+    })
+}
+
+fn mac_number(mac: MacAddr) -> u64 {
+    mac.0.iter().fold(0, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+fn mac_from_number(n: u64) -> MacAddr {
+    let bytes = n.to_be_bytes();
+    MacAddr([bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]])
+}
+
+fn rack_nodes(i: usize, raw: &Sp<RawRack>, report: &mut Report) -> Option<Vec<Draft>> {
+    let base = format!("$.racks[{i}]");
+    let plan = rack_plan(&base, raw, report)?;
+    let entry = At::of(base.clone(), raw);
+    let at = |key: &str, value: (usize, usize)| At::new(format!("{base}.{key}"), value);
+    let mut drafts = Vec::new();
+    for (k, name) in (0u32..).zip(&plan.names) {
+        let mut roles = plan.roles.clone();
+        if k < plan.etcd_members && !roles.contains(&Role::Etcd) {
+            roles.push(Role::Etcd);
+            roles.sort();
+        }
+        let roles_at = match (&raw.etcd_members, k < plan.etcd_members) {
+            (Some(v), true) => at("etcd_members", v.position()),
+            _ => at("roles", raw.roles.position()),
+        };
+        drafts.push(Draft {
+            node: Node {
+                name: name.clone(),
+                zone: plan.start_zone + k,
+                roles,
+                ip: plan.start_ip.map(|ip| Ipv4Addr::from(ip + k)),
+                mac: plan.start_mac.map(|m| mac_from_number(m + u64::from(k))),
+                install_disk: plan.disk.clone(),
+                origin: Origin {
+                    path: base.clone(),
+                    line: entry.line,
+                    column: entry.column,
+                },
+            },
+            label: format!("racks[{i}] ({name})"),
+            suffix: format!(" (for {name})"),
+            entry: entry.clone(),
+            name_at: at("prefix", raw.prefix.position()),
+            zone_at: at("start_zone", raw.start_zone.position()),
+            roles_at,
+            ip_at: raw.start_ip.as_ref().map(|v| at("start_ip", v.position())),
+            mac_at: raw
+                .start_mac
+                .as_ref()
+                .map(|v| at("start_mac", v.position())),
+            disk_at: raw
+                .install_disk
+                .as_ref()
+                .map(|v| at("install_disk", v.position())),
+        });
+    }
+    Some(drafts)
+}
+
+/// Reports each problem once per place: a rack repeats its places for every node it expands to.
+struct Once<'r, 'a> {
+    report: &'r mut Report<'a>,
+    seen: HashSet<(String, &'static str)>,
+}
+
+impl<'a> Once<'_, 'a> {
+    fn error(&mut self, kind: &'static str, at: &At, message: String) {
+        if self.seen.insert((at.path.clone(), kind)) {
+            self.report.error(at, message);
+        }
+    }
+}
+
+pub(crate) fn check_all(
+    raw: &RawProfile,
+    (drafts, complete): (&[Draft], bool),
+    flannel: Option<&Flannel>,
+    docker: Option<&DockerSettings>,
+    report: &mut Report,
+) {
+    if drafts.is_empty() && complete {
+        report.error(
+            &At::new("$", (0, 0)),
+            "no nodes: list at least one under `nodes` or `racks`",
+        );
+        return;
+    }
+    let mut once = Once {
+        report,
+        seen: HashSet::new(),
+    };
+    unique(drafts, &mut once);
+    addresses(drafts, flannel, docker, &mut once);
+    if let Some(flannel) = flannel {
+        zones_fit(drafts, flannel, &mut once);
+    }
+    if complete {
+        etcd_members(raw, drafts, once.report);
+    }
+}
+
+fn unique(drafts: &[Draft], once: &mut Once) {
+    let mut names: HashMap<&str, &Draft> = HashMap::new();
+    let mut zones: HashMap<u32, &Draft> = HashMap::new();
+    let mut ips: HashMap<Ipv4Addr, &Draft> = HashMap::new();
+    let mut macs: HashMap<MacAddr, &Draft> = HashMap::new();
+    for draft in drafts {
+        let node = &draft.node;
+        if let Some(first) = names.insert(&node.name, draft) {
+            names.insert(&node.name, first);
+            let message = format!(
+                "node name `{}` is already used by {}{}",
+                node.name, first.label, draft.suffix
+            );
+            once.error("name", &draft.name_at, message);
+        }
+        if let Some(first) = zones.insert(node.zone, draft) {
+            zones.insert(node.zone, first);
+            let message = format!(
+                "zone {} is already used by {}; each node needs its own zone (its flannel subnet){}",
+                node.zone, first.label, draft.suffix
+            );
+            once.error("zone", &draft.zone_at, message);
+        }
+        if let (Some(ip), Some(at)) = (node.ip, &draft.ip_at) {
+            if let Some(first) = ips.insert(ip, draft) {
+                ips.insert(ip, first);
+                once.error(
+                    "ip",
+                    at,
+                    format!("{ip} is already used by {}{}", first.label, draft.suffix),
+                );
+            }
+        }
+        if let (Some(mac), Some(at)) = (node.mac, &draft.mac_at) {
+            if let Some(first) = macs.insert(mac, draft) {
+                macs.insert(mac, first);
+                once.error(
+                    "mac",
+                    at,
+                    format!(
+                        "MAC {mac} is already used by {}{}",
+                        first.label, draft.suffix
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn addresses(
+    drafts: &[Draft],
+    flannel: Option<&Flannel>,
+    docker: Option<&DockerSettings>,
+    once: &mut Once,
+) {
+    for draft in drafts {
+        let (Some(ip), Some(at)) = (draft.node.ip, &draft.ip_at) else {
+            continue;
+        };
+        if let Some(message) = address_problem(ip, flannel, docker) {
+            once.error("usable", at, format!("{message}{}", draft.suffix));
+        }
+    }
+}
+
+/// Why `ip` cannot be a node's (or the Vagrant host's) private address, if it cannot.
+pub(crate) fn address_problem(
+    ip: Ipv4Addr,
+    flannel: Option<&Flannel>,
+    docker: Option<&DockerSettings>,
+) -> Option<String> {
+    if let Some(reason) = values::unusable_reason(ip) {
+        return Some(format!("{ip} is {reason}; it cannot be a node's address"));
+    }
+    if let Some(net) = flannel
+        .map(|f| f.settings.network)
+        .filter(|n| n.contains(&ip))
+    {
+        return Some(format!(
+            "{ip} is inside flannel.network {net}; node addresses must be outside the overlay"
+        ));
+    }
+    if let Some(net) = docker.map(|dk| dk.bridge_cidr).filter(|n| n.contains(&ip)) {
+        return Some(format!(
+            "{ip} is inside docker.bridge_cidr {net}; node addresses must be outside docker0's range"
+        ));
+    }
+    None
+}
+
+fn zones_fit(drafts: &[Draft], flannel: &Flannel, once: &mut Once) {
+    for draft in drafts {
+        if let Err(err @ SubnetError::ZoneOutOfRange { .. }) =
+            flannel.settings.subnet_for_zone(draft.node.zone)
+        {
+            let message = format!(
+                "{err} (widen flannel.network or lengthen flannel.subnet_len){}",
+                draft.suffix
+            );
+            once.error("capacity", &draft.zone_at, message);
+        }
+    }
+}
+
+fn etcd_members(raw: &RawProfile, drafts: &[Draft], report: &mut Report) {
+    let members: Vec<&Draft> = drafts
+        .iter()
+        .filter(|d| d.node.has_role(Role::Etcd))
+        .collect();
+    match members.len() {
+        0 => {
+            let at = match &raw.nodes {
+                Some(nodes) => At::of("$.nodes", nodes),
+                None => At::new("$", (0, 0)),
+            };
+            report.error(
+                &at,
+                "no etcd member: give at least one node the role `etcd`",
+            );
+        }
+        n if n % 2 == 0 => {
+            let last = members[n - 1];
+            report.warn(
+                &last.roles_at,
+                format!(
+                    "{n} etcd members: an even number tolerates no more failures than {}; use an odd number{}",
+                    n - 1,
+                    last.suffix
+                ),
+            );
+        }
+        _ => {}
+    }
+}
