@@ -1,0 +1,227 @@
+//! `mc bosh`: BOSH cloud-config and cpi-config rendered from the node records in etcd.
+//!
+//! One AZ `z<zone>` per BOSH node, each with its own Docker CPI `docker-z<zone>` that talks to
+//! that node's dockerd over mutual TLS (the cluster CA and the node's client certificate); one
+//! manual network with a subnet per AZ on the node's flannel subnet. Output is sorted by zone and
+//! depends only on etcd, so it stays the same across reboots (certificates are stable).
+
+mod yaml;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use etcd_client::Client;
+use molten_contract::{keys, Role};
+
+use crate::fs::{write_if_changed, MODE_PUBLIC, MODE_SECRET};
+use crate::pki::{self, Pair};
+use crate::records::{self, NodeRecord};
+use yaml::{emit, Map, Value};
+
+/// The Docker API version the CPI speaks (Docker 18.06+).
+pub const CPI_API_VERSION: &str = "1.38";
+/// The name of the manual network in the cloud-config.
+pub const NETWORK_NAME: &str = "default";
+/// Addresses at the start of each subnet kept from BOSH (gateway and a few spare).
+pub const RESERVED_HOSTS: u32 = 20;
+
+/// Knobs of the cloud-config that the node records do not carry.
+#[derive(Debug, Clone)]
+pub struct CloudOptions {
+    pub dns: Vec<Ipv4Addr>,
+    /// Persistent disk size of the `default` disk type, MB.
+    pub disk_size_mb: i64,
+    pub compilation_workers: i64,
+}
+
+impl Default for CloudOptions {
+    fn default() -> Self {
+        Self {
+            dns: vec![Ipv4Addr::new(8, 8, 8, 8)],
+            disk_size_mb: 10_240,
+            compilation_workers: 4,
+        }
+    }
+}
+
+/// One BOSH AZ: a node and the TLS material its CPI uses.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub record: NodeRecord,
+    pub network: String,
+    pub client: Pair,
+}
+
+/// Everything the two documents are made from.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub ca_pem: String,
+    /// Sorted by zone.
+    pub zones: Vec<Zone>,
+}
+
+/// Reads the records of BOSH nodes (workers with BOSH enabled), their client certificates and
+/// the CA from etcd.
+pub async fn load(client: &mut Client) -> Result<Inputs> {
+    let ca = crate::etcd::get(client, keys::CA_CERT)
+        .await?
+        .with_context(|| format!("{} is missing: no node has converged yet", keys::CA_CERT))?;
+    let mut zones = Vec::new();
+    for record in records::all_records(client).await? {
+        let Some(network) = record.bosh_network.clone() else {
+            continue;
+        };
+        if !record.has_role(Role::Worker) {
+            continue;
+        }
+        let client_pair = pki::load_client_pair(client, &record.name).await?;
+        zones.push(Zone {
+            record,
+            network,
+            client: client_pair,
+        });
+    }
+    zones.sort_by_key(|z| z.record.zone);
+    if let Some(pair) = zones
+        .windows(2)
+        .find(|w| w[0].record.zone == w[1].record.zone)
+    {
+        bail!(
+            "nodes {} and {} both claim zone {}",
+            pair[0].record.name,
+            pair[1].record.name,
+            pair[0].record.zone
+        );
+    }
+    if zones.is_empty() {
+        bail!(
+            "no node record with BOSH enabled under {}",
+            keys::NODES_PREFIX
+        );
+    }
+    Ok(Inputs {
+        ca_pem: ca.value,
+        zones,
+    })
+}
+
+fn az(zone: u32) -> String {
+    format!("z{zone}")
+}
+
+fn cpi(zone: u32) -> String {
+    format!("docker-z{zone}")
+}
+
+/// `cpis:` one Docker CPI per AZ.
+pub fn cpi_config(inputs: &Inputs) -> String {
+    let cpis: Vec<Map> = inputs
+        .zones
+        .iter()
+        .map(|z| {
+            let tls = Map::new()
+                .with("ca", inputs.ca_pem.as_str())
+                .with("certificate", z.client.cert_pem.as_str())
+                .with("private_key", z.client.key_pem.as_str());
+            let properties = Map::new()
+                .with("host", z.record.docker_endpoint.as_str())
+                .with("api_version", CPI_API_VERSION)
+                .with("tls", tls);
+            Map::new()
+                .with("name", cpi(z.record.zone))
+                .with("type", "docker")
+                .with("properties", properties)
+        })
+        .collect();
+    emit(Map::new().with("cpis", cpis))
+}
+
+/// `azs`, `networks`, `vm_types`, `disk_types`, `compilation`.
+pub fn cloud_config(inputs: &Inputs, options: &CloudOptions) -> String {
+    let azs: Vec<Map> = inputs
+        .zones
+        .iter()
+        .map(|z| {
+            Map::new()
+                .with("name", az(z.record.zone))
+                .with("cpi", cpi(z.record.zone))
+        })
+        .collect();
+    let dns: Vec<String> = options.dns.iter().map(ToString::to_string).collect();
+    let subnets: Vec<Map> = inputs
+        .zones
+        .iter()
+        .map(|z| {
+            let first = u32::from(z.record.subnet.network()) + 1;
+            let reserved = format!(
+                "{}-{}",
+                Ipv4Addr::from(first),
+                Ipv4Addr::from(first + RESERVED_HOSTS - 1)
+            );
+            Map::new()
+                .with("az", az(z.record.zone))
+                .with("range", z.record.subnet.to_string())
+                .with("gateway", z.record.gateway.to_string())
+                .with("reserved", vec![reserved])
+                .with("dns", dns.clone())
+                .with(
+                    "cloud_properties",
+                    Map::new().with("name", z.network.as_str()),
+                )
+        })
+        .collect();
+    let network = Map::new()
+        .with("name", NETWORK_NAME)
+        .with("type", "manual")
+        .with("subnets", subnets);
+    let vm_types = vec![Map::new()
+        .with("name", "default")
+        .with("cloud_properties", Map::new())];
+    let disk_types = vec![Map::new()
+        .with("name", "default")
+        .with("disk_size", options.disk_size_mb)
+        .with("cloud_properties", Map::new())];
+    let first_az = inputs.zones.first().map(|z| az(z.record.zone));
+    let compilation = Map::new()
+        .with("az", first_az.unwrap_or_default())
+        .with("network", NETWORK_NAME)
+        .with("vm_type", "default")
+        .with("workers", options.compilation_workers)
+        .with("reuse_compilation_vms", true);
+    emit(
+        Map::new()
+            .with("azs", azs)
+            .with("networks", vec![network])
+            .with("vm_types", vm_types)
+            .with("disk_types", disk_types)
+            .with("compilation", Value::from(compilation)),
+    )
+}
+
+/// File names `mc bosh write` uses.
+pub const CLOUD_CONFIG_FILE: &str = "cloud-config.yml";
+pub const CPI_CONFIG_FILE: &str = "cpi-config.yml";
+
+/// Writes both documents into `dir`, each only if it changed (the cpi-config holds private keys:
+/// 0600). Returns the files written.
+pub fn write(dir: &Path, inputs: &Inputs, options: &CloudOptions) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    let files = [
+        (
+            CLOUD_CONFIG_FILE,
+            cloud_config(inputs, options),
+            MODE_PUBLIC,
+        ),
+        (CPI_CONFIG_FILE, cpi_config(inputs), MODE_SECRET),
+    ];
+    for (name, text, mode) in files {
+        if write_if_changed(&dir.join(name), text.as_bytes(), mode)? {
+            written.push(name.to_string());
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! The command line (clap). Only types and parsing; the work is in [`crate::commands`].
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::converge::Stage;
+
+const EXAMPLES: &str = "\
+Examples:
+  mc converge --stage boot            run by mc.service at every boot
+  mc converge --stage network         run by mc-network.service after Docker
+  mc converge --root /tmp/node --etcd http://127.0.0.1:2379
+                                      converge a directory tree (tests, operators)
+  mc status                           the whole cluster: who failed, where, why
+  mc bosh write --dir /var/lib/bosh   cloud-config.yml and cpi-config.yml
+  mc etcd-join                        add this member before etcd starts (packet)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mc",
+    version,
+    about = "molten node agent: converges this node at every boot and reports honestly",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make this node match its node config; publish the result in etcd.
+    Converge(ConvergeArgs),
+    /// Show every node's last converge from etcd.
+    Status(StatusArgs),
+    /// Render BOSH configs from the node records in etcd.
+    #[command(subcommand)]
+    Bosh(BoshCommand),
+    /// Add this node to an existing etcd cluster and write etcd's environment.
+    EtcdJoin(EtcdJoinArgs),
+    /// Print mc's version.
+    Version,
+}
+
+/// Where the node config and etcd are.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Every file mc reads or writes is under this directory.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The node config [default: <root>/etc/molten/node.json].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// etcd client URLs, comma separated [default: from the node config].
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    pub etcd: Option<Vec<String>>,
+    /// Give up reaching etcd after this many seconds (retries with backoff).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub etcd_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvergeArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Which steps to run.
+    #[arg(long, value_enum, default_value_t = Stage::All)]
+    pub stage: Stage,
+    /// Docker API: unix:///path or tcp://host:port [default: unix://<root>/var/run/docker.sock].
+    #[arg(long, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// Print the published status as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// A converge older than this many days is shown as stale.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub stale_after: u64,
+    /// Do not try to connect to each node's Docker endpoint.
+    #[arg(long)]
+    pub no_probe: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoshCommand {
+    /// Print the cloud-config (AZs, network, vm and disk types, compilation).
+    CloudConfig(BoshArgs),
+    /// Print the cpi-config (one Docker CPI per AZ, with TLS).
+    CpiConfig(BoshArgs),
+    /// Write cloud-config.yml and cpi-config.yml into DIR, each only if it changed.
+    Write {
+        #[command(flatten)]
+        args: BoshArgs,
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BoshArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// DNS servers for the BOSH network (repeatable).
+    #[arg(long = "dns", value_name = "IP", default_value = "8.8.8.8")]
+    pub dns: Vec<Ipv4Addr>,
+    /// Size of the `default` persistent disk type, MB.
+    #[arg(long, default_value_t = 10_240, value_name = "MB")]
+    pub disk_size: i64,
+    /// Compilation workers.
+    #[arg(long, default_value_t = 4)]
+    pub workers: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct EtcdJoinArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// The peer port this member will listen on.
+    #[arg(long, default_value_t = crate::etcd_join::DEFAULT_PEER_PORT)]
+    pub peer_port: u16,
+    /// Where to write etcd's environment [default: <root>/run/molten/etcd-join.env].
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_help_fits_80_columns() {
+        Cli::command().debug_assert();
+        let help = Cli::command().term_width(80).render_long_help().to_string();
+        for line in help.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+        let mut converge = Cli::command();
+        let converge = converge.find_subcommand_mut("converge").unwrap();
+        let help = converge
+            .clone()
+            .term_width(80)
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--docker-host"), "{help}");
+        for line in help.lines() {
+            assert!(line.chars().count() <= 80, "too wide: {line:?}");
+        }
+    }
+
+    #[test]
+    fn etcd_endpoints_split_on_commas() {
+        let cli =
+            Cli::try_parse_from(["mc", "converge", "--etcd", "http://a:1,http://b:2"]).unwrap();
+        let Command::Converge(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.node.etcd.unwrap(), vec!["http://a:1", "http://b:2"]);
+        assert_eq!(args.stage, Stage::All);
+    }
+}

@@ -1,0 +1,179 @@
+//! `mc converge`: runs the steps of a stage in order, each reported, then publishes the result.
+//!
+//! Stage `boot` (mc.service, before flanneld and Docker): address, etcd, flannel, pki, units,
+//! record. Stage `network` (mc-network.service, after Docker and flanneld): etcd,
+//! docker-network. A step whose input is missing because an earlier step failed is `skipped`.
+
+mod network;
+mod outcome;
+mod steps;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use etcd_client::Client;
+use molten_contract::NodeConfig;
+
+pub use network::docker_host;
+pub use outcome::{run_step, Done, State, StepOutcome};
+
+use crate::etcd::Retry;
+use crate::records::{self, Status, MC_VERSION};
+use crate::systemd::Systemd;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Before flanneld and Docker start: etcd, flannel, PKI, systemd drop-ins, node record.
+    Boot,
+    /// After Docker and flanneld: the BOSH Docker network.
+    Network,
+    /// Everything, in order (operators, tests).
+    All,
+}
+
+impl Stage {
+    /// The stage names this run executes (as recorded on each step).
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Stage::Boot => &["boot"],
+            Stage::Network => &["network"],
+            Stage::All => &["boot", "network"],
+        }
+    }
+}
+
+/// Where and how to converge.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Every file read or written is under this directory (`/` on a node).
+    pub root: PathBuf,
+    /// The node config; default `<root>/etc/molten/node.json`.
+    pub config: Option<PathBuf>,
+    /// Overrides the node config's etcd endpoints.
+    pub etcd: Option<Vec<String>>,
+    /// Docker API address, e.g. `unix:///var/run/docker.sock` or `tcp://10.0.0.10:2376`.
+    pub docker_host: Option<String>,
+    pub stage: Stage,
+    pub etcd_retry: Retry,
+}
+
+impl Options {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            config: None,
+            etcd: None,
+            docker_host: None,
+            stage: Stage::All,
+            etcd_retry: Retry::default(),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(|| crate::fs::under_root(&self.root, molten_contract::NODE_CONFIG_PATH))
+    }
+}
+
+/// The result of a converge run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The steps this run executed.
+    pub steps: Vec<StepOutcome>,
+    /// The status as published (including the other stage's last steps).
+    pub status: Status,
+    /// Why the status could not be published, if it could not.
+    pub publish_error: Option<String>,
+}
+
+impl Report {
+    /// Whether every step of this run succeeded and the status was published.
+    pub fn ok(&self) -> bool {
+        self.publish_error.is_none() && !self.steps.iter().any(StepOutcome::failed)
+    }
+
+    /// Whether this run changed anything.
+    pub fn changed(&self) -> bool {
+        self.steps.iter().any(|s| s.state == State::Changed)
+    }
+}
+
+/// Loads the node config; errors name the file (a missing or malformed config stops the run
+/// before anything is written).
+pub fn load_config(path: &Path) -> Result<NodeConfig> {
+    let config = NodeConfig::load(path)?;
+    config
+        .subnet()
+        .with_context(|| format!("{}: node.zone / flannel", path.display()))?;
+    Ok(config)
+}
+
+/// Runs the steps of `options.stage` and publishes the status. Errors only when the node config
+/// cannot be read; every other failure is a failed step in the report.
+pub async fn converge(options: &Options, systemd: &dyn Systemd) -> Result<Report> {
+    let config = load_config(&options.config_path())?;
+    let started_at = crate::time::now();
+    let started = Instant::now();
+    let mut run = steps::Run::new(options, &config, systemd);
+    run.execute().await;
+    let steps::Run { outcomes, etcd, .. } = run;
+
+    let mut status = Status {
+        node: config.node.name.clone(),
+        steps: outcomes.clone(),
+        ok: !outcomes.iter().any(StepOutcome::failed),
+        started: crate::time::rfc3339(started_at),
+        finished: crate::time::rfc3339(crate::time::now()),
+        duration_ms: started.elapsed().as_millis() as u64,
+        mc_version: MC_VERSION.to_string(),
+    };
+    let publish_error = match etcd {
+        Some(mut client) => publish(&mut client, options.stage, &mut status)
+            .await
+            .err()
+            .map(|e| format!("{e:#}")),
+        None => Some("etcd unreachable: status not published".to_string()),
+    };
+    Ok(Report {
+        steps: outcomes,
+        status,
+        publish_error,
+    })
+}
+
+async fn publish(client: &mut Client, stage: Stage, status: &mut Status) -> Result<()> {
+    let previous = records::read_status(client, &status.node).await?;
+    status.steps = records::merge_steps(
+        previous.as_ref(),
+        stage.names(),
+        std::mem::take(&mut status.steps),
+    );
+    status.ok = !status.steps.iter().any(StepOutcome::failed);
+    records::publish_status(client, status)
+        .await
+        .context("publishing the status")
+}
+
+/// A short human summary of a report, one line per step.
+pub fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    for step in &report.steps {
+        let text = step.error.as_deref().unwrap_or(&step.detail);
+        out.push_str(&format!(
+            "{:<15} {:<9} {:>6}ms  {}\n",
+            step.name, step.state, step.duration_ms, text
+        ));
+    }
+    let verdict = match (report.ok(), report.changed()) {
+        (false, _) => "failed",
+        (true, true) => "changed",
+        (true, false) => "unchanged",
+    };
+    out.push_str(&format!("converge: {verdict}\n"));
+    if let Some(e) = &report.publish_error {
+        out.push_str(&format!("status not published: {e}\n"));
+    }
+    out
+}

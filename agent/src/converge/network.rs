@@ -1,0 +1,43 @@
+//! The `docker-network` step: the BOSH Docker network on this node's flannel subnet.
+
+use anyhow::Result;
+use ipnet::Ipv4Net;
+use molten_contract::{gateway, NodeConfig};
+
+use super::{Done, Options};
+use crate::docker::{self, NetworkOutcome, DEFAULT_FLANNEL_MTU};
+
+/// Docker's socket on a node, relative to the root.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// `--docker-host`, or the node's Docker socket under the root.
+pub fn docker_host(options: &Options) -> String {
+    options.docker_host.clone().unwrap_or_else(|| {
+        format!(
+            "unix://{}",
+            crate::fs::under_root(&options.root, DOCKER_SOCKET).display()
+        )
+    })
+}
+
+pub async fn ensure(options: &Options, config: &NodeConfig, subnet: Ipv4Net) -> Result<Done> {
+    let host = docker_host(options);
+    let layout = config.os.layout();
+    let (mtu, mtu_source) = match docker::flannel_mtu(&options.root, &layout) {
+        Some(mtu) => (mtu, "flannel"),
+        None => (DEFAULT_FLANNEL_MTU, "default"),
+    };
+    let client = docker::connect(&host, None).await?;
+    let name = &config.bosh.network_name;
+    let gw = gateway(subnet);
+    let what = format!("{name} on {subnet} (gateway {gw}, MTU {mtu} from {mtu_source})");
+    Ok(
+        match docker::ensure_bosh_network(&client, name, subnet, gw, mtu).await? {
+            NetworkOutcome::Unchanged => Done::unchanged(what),
+            NetworkOutcome::Created => Done::changed(format!("created {what}")),
+            NetworkOutcome::Recreated { old_subnet } => {
+                Done::changed(format!("recreated {what}, was {old_subnet}"))
+            }
+        },
+    )
+}

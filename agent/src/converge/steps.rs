@@ -1,0 +1,248 @@
+//! The steps themselves, sharing what earlier steps produced (IP, etcd client, certificates).
+
+use std::net::Ipv4Addr;
+
+use anyhow::Context;
+use etcd_client::Client;
+use ipnet::Ipv4Net;
+use molten_contract::{gateway, NodeConfig, Role};
+
+use super::{run_step, Done, Options, Stage, StepOutcome};
+use crate::pki::{self, NodeTls};
+use crate::records::{self, NodeRecord, MC_VERSION};
+use crate::systemd::{self, Systemd, TlsPaths};
+
+pub(super) struct Run<'a> {
+    options: &'a Options,
+    config: &'a NodeConfig,
+    systemd: &'a dyn Systemd,
+    pub outcomes: Vec<StepOutcome>,
+    pub etcd: Option<Client>,
+    ip: Option<Ipv4Addr>,
+    tls: Option<NodeTls>,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(options: &'a Options, config: &'a NodeConfig, systemd: &'a dyn Systemd) -> Self {
+        Self {
+            options,
+            config,
+            systemd,
+            outcomes: Vec::new(),
+            etcd: None,
+            ip: None,
+            tls: None,
+        }
+    }
+
+    pub async fn execute(&mut self) {
+        let boot = matches!(self.options.stage, Stage::Boot | Stage::All);
+        let network = matches!(self.options.stage, Stage::Network | Stage::All);
+        let first = if boot { "boot" } else { "network" };
+        self.address(first).await;
+        self.connect(first).await;
+        if boot {
+            self.flannel().await;
+            self.pki().await;
+            self.units().await;
+        }
+        if network {
+            self.docker_network().await;
+        }
+        if boot {
+            self.record().await;
+        }
+    }
+
+    fn subnet(&self) -> Ipv4Net {
+        self.config
+            .subnet()
+            .expect("checked when the config was loaded")
+    }
+
+    fn push(&mut self, outcome: StepOutcome) {
+        self.outcomes.push(outcome);
+    }
+
+    async fn address(&mut self, stage: &str) {
+        let root = self.options.root.clone();
+        let config = self.config;
+        let (outcome, ip) = run_step("address", stage, async move {
+            let ip = crate::address::private_ip(&root, config)?;
+            Ok((Done::unchanged(format!("private IP {ip}")), ip))
+        })
+        .await;
+        self.ip = ip;
+        self.push(outcome);
+    }
+
+    async fn connect(&mut self, stage: &str) {
+        let endpoints = self
+            .options
+            .etcd
+            .clone()
+            .unwrap_or_else(|| self.config.etcd.endpoints.clone());
+        let retry = self.options.etcd_retry;
+        let (outcome, client) = run_step("etcd", stage, async move {
+            let client = crate::etcd::connect(&endpoints, retry).await?;
+            Ok((
+                Done::unchanged(format!("connected to {}", endpoints.join(","))),
+                client,
+            ))
+        })
+        .await;
+        self.etcd = client;
+        self.push(outcome);
+    }
+
+    async fn flannel(&mut self) {
+        let (Some(client), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
+            return self.push(StepOutcome::skipped(
+                "flannel",
+                "boot",
+                "needs etcd and the IP",
+            ));
+        };
+        let settings = &self.config.flannel;
+        let node = &self.config.node.name;
+        let subnet = self.config.subnet().expect("checked at load");
+        let (outcome, _) = run_step("flannel", "boot", async move {
+            let config = crate::flannel::ensure_network_config(client, settings).await?;
+            let lease =
+                crate::flannel::ensure_reservation(client, settings, node, subnet, ip).await?;
+            let detail = format!("{}; {}", config.detail, lease.detail);
+            Ok((Done::from_flag(changed(&[&config, &lease]), detail), ()))
+        })
+        .await;
+        self.push(outcome);
+    }
+
+    async fn pki(&mut self) {
+        let (Some(client), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
+            return self.push(StepOutcome::skipped("pki", "boot", "needs etcd and the IP"));
+        };
+        let (config, root) = (self.config, self.options.root.clone());
+        let (outcome, tls) = run_step("pki", "boot", async move {
+            pki::ensure_node_tls(client, config, ip, &root).await
+        })
+        .await;
+        self.tls = tls;
+        self.push(outcome);
+    }
+
+    async fn units(&mut self) {
+        let Some(ip) = self.ip else {
+            return self.push(StepOutcome::skipped("units", "boot", "needs the IP"));
+        };
+        let layout = self.config.os.layout();
+        let dir = std::path::Path::new(layout.tls_dir);
+        let tls = TlsPaths {
+            ca: dir.join(pki::CA_FILE),
+            server_cert: dir.join(pki::SERVER_CERT_FILE),
+            server_key: dir.join(pki::SERVER_KEY_FILE),
+        };
+        let (root, config, sd) = (&self.options.root, self.config, self.systemd);
+        let (outcome, _) = run_step("units", "boot", async move {
+            let result = systemd::converge_units(root, config, ip, &tls, sd)?;
+            Ok((units_done(&result), ()))
+        })
+        .await;
+        self.push(outcome);
+    }
+
+    async fn docker_network(&mut self) {
+        if !self.config.bosh.enabled || !self.config.has_role(Role::Worker) {
+            return self.push(StepOutcome::skipped(
+                "docker-network",
+                "network",
+                "BOSH is not enabled on this node",
+            ));
+        }
+        let (config, options, subnet) = (self.config, self.options, self.subnet());
+        let (outcome, _) = run_step("docker-network", "network", async move {
+            Ok((super::network::ensure(options, config, subnet).await?, ()))
+        })
+        .await;
+        self.push(outcome);
+    }
+
+    async fn record(&mut self) {
+        let (Some(client), Some(ip), Some(tls)) = (self.etcd.as_mut(), self.ip, self.tls.as_ref())
+        else {
+            return self.push(StepOutcome::skipped(
+                "record",
+                "boot",
+                "needs etcd, the IP and the certificates",
+            ));
+        };
+        let record = node_record(self.config, ip, tls);
+        let (outcome, _) = run_step("record", "boot", async move {
+            let wrote = records::publish_record(client, &record)
+                .await
+                .context("publishing the node record")?;
+            let key = molten_contract::keys::node_record(&record.name);
+            Ok((Done::from_flag(wrote, key), ()))
+        })
+        .await;
+        self.push(outcome);
+    }
+}
+
+fn changed(done: &[&Done]) -> bool {
+    done.iter().any(|d| d.state == super::State::Changed)
+}
+
+/// The node record: what other nodes and `mc bosh` need to reach this node.
+pub fn node_record(config: &NodeConfig, ip: Ipv4Addr, tls: &NodeTls) -> NodeRecord {
+    let subnet = config.subnet().expect("checked at load");
+    NodeRecord {
+        name: config.node.name.clone(),
+        cluster: config.cluster.clone(),
+        zone: config.node.zone,
+        roles: config.node.roles.clone(),
+        private_ip: ip,
+        subnet,
+        gateway: gateway(subnet),
+        docker_endpoint: format!("tcp://{ip}:{}", config.docker.tls_port),
+        ca_fingerprint: tls.ca.fingerprint(),
+        server_cert_expiry: crate::time::rfc3339(tls.server_expiry),
+        bosh_network: config
+            .bosh
+            .enabled
+            .then(|| config.bosh.network_name.clone()),
+        mc_version: MC_VERSION.to_string(),
+    }
+}
+
+fn units_done(result: &systemd::UnitsOutcome) -> Done {
+    let mut parts = Vec::new();
+    let names = |paths: &[std::path::PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !result.written.is_empty() {
+        parts.push(format!("wrote {}", names(&result.written)));
+    }
+    if !result.removed.is_empty() {
+        parts.push(format!("removed {}", names(&result.removed)));
+    }
+    if result.reloaded {
+        parts.push("daemon-reload".to_string());
+    }
+    if !result.restarted.is_empty() {
+        parts.push(format!("restarted {}", result.restarted.join(", ")));
+    }
+    if !result.skipped.is_empty() {
+        parts.push(format!(
+            "skipped (systemd not running in the root): {}",
+            result.skipped.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        return Done::unchanged("drop-ins up to date");
+    }
+    Done::from_flag(result.changed(), parts.join("; "))
+}

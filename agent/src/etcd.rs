@@ -1,0 +1,211 @@
+//! etcd v3 access: a connection with bounded retries and the few operations the agent needs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
+};
+
+/// How long and how often to try reaching etcd before giving up.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Total time budget for all attempts.
+    pub budget: Duration,
+    /// Pause after the first failed attempt; doubles up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            budget: Duration::from_secs(60),
+            first_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+        }
+    }
+}
+
+impl Retry {
+    pub fn with_budget(budget: Duration) -> Self {
+        Self {
+            budget,
+            ..Self::default()
+        }
+    }
+}
+
+/// Per-request limit, so a hung member cannot stall a converge forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to `endpoints` and checks that a member answers; retries with backoff within the
+/// budget. The error names every endpoint and the last failure.
+pub async fn connect(endpoints: &[String], retry: Retry) -> Result<Client> {
+    anyhow::ensure!(!endpoints.is_empty(), "no etcd endpoints configured");
+    let started = Instant::now();
+    let mut backoff = retry.first_backoff;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let remaining = retry.budget.saturating_sub(started.elapsed());
+        let last_error =
+            match try_connect(endpoints, remaining.max(Duration::from_millis(100))).await {
+                Ok(client) => return Ok(client),
+                Err(err) => err,
+            };
+        tracing::debug!(attempt = attempts, error = %format!("{last_error:#}"), "etcd not reachable yet");
+        if started.elapsed() + backoff >= retry.budget {
+            anyhow::bail!(
+                "etcd unreachable at {} after {attempts} attempts in {:.1}s: {last_error:#}",
+                endpoints.join(","),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(retry.max_backoff);
+    }
+}
+
+async fn try_connect(endpoints: &[String], limit: Duration) -> Result<Client> {
+    let per_try = limit.min(REQUEST_TIMEOUT);
+    let options = ConnectOptions::new()
+        .with_connect_timeout(per_try)
+        .with_timeout(REQUEST_TIMEOUT);
+    let attempt = async {
+        let mut client = Client::connect(endpoints, Some(options)).await?;
+        // The client connects lazily; a status call proves a member answers.
+        client.status().await?;
+        Ok::<_, etcd_client::Error>(client)
+    };
+    match tokio::time::timeout(per_try, attempt).await {
+        Ok(result) => result.map_err(anyhow::Error::from),
+        Err(_) => anyhow::bail!("no answer within {:.1}s", per_try.as_secs_f64()),
+    }
+}
+
+/// A key's value and the lease it is attached to (0 = none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: String,
+    pub lease: i64,
+    /// Revision of the last change, for compare-and-swap.
+    pub mod_revision: i64,
+}
+
+pub async fn get(client: &mut Client, key: &str) -> Result<Option<Entry>> {
+    let resp = client
+        .get(key, None)
+        .await
+        .with_context(|| format!("etcd get {key}"))?;
+    resp.kvs()
+        .first()
+        .map(|kv| {
+            Ok(Entry {
+                value: kv
+                    .value_str()
+                    .with_context(|| format!("etcd key {key} is not UTF-8"))?
+                    .to_string(),
+                lease: kv.lease(),
+                mod_revision: kv.mod_revision(),
+            })
+        })
+        .transpose()
+}
+
+/// All keys under `prefix` with their values, sorted by key.
+pub async fn get_prefix(client: &mut Client, prefix: &str) -> Result<Vec<(String, String)>> {
+    let resp = client
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await
+        .with_context(|| format!("etcd get {prefix}*"))?;
+    let mut out = resp
+        .kvs()
+        .iter()
+        .map(|kv| Ok((kv.key_str()?.to_string(), kv.value_str()?.to_string())))
+        .collect::<Result<Vec<_>, etcd_client::Error>>()
+        .with_context(|| format!("etcd keys under {prefix} are not UTF-8"))?;
+    out.sort();
+    Ok(out)
+}
+
+pub async fn put(client: &mut Client, key: &str, value: &str) -> Result<()> {
+    client
+        .put(key, value, None)
+        .await
+        .with_context(|| format!("etcd put {key}"))?;
+    Ok(())
+}
+
+/// Result of a create-if-absent transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Our values were written.
+    Ours,
+    /// Someone else's values were there; these are theirs, in the order of the keys.
+    Theirs(Vec<String>),
+}
+
+/// Writes all `pairs` in one transaction only if none of the keys exists yet; otherwise returns
+/// the existing values. This is how exactly one of many concurrent agents creates a shared value.
+pub async fn create_if_absent(client: &mut Client, pairs: &[(&str, &str)]) -> Result<Created> {
+    let compares: Vec<Compare> = pairs
+        .iter()
+        .map(|(key, _)| Compare::create_revision(*key, CompareOp::Equal, 0))
+        .collect();
+    let puts: Vec<TxnOp> = pairs
+        .iter()
+        .map(|(key, value)| TxnOp::put(*key, *value, None))
+        .collect();
+    let gets: Vec<TxnOp> = pairs
+        .iter()
+        .map(|(key, _)| TxnOp::get(*key, None))
+        .collect();
+    let keys = pairs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+    let resp = client
+        .txn(Txn::new().when(compares).and_then(puts).or_else(gets))
+        .await
+        .with_context(|| format!("etcd transaction creating {keys}"))?;
+    if resp.succeeded() {
+        return Ok(Created::Ours);
+    }
+    let mut values = Vec::new();
+    for (op, (key, _)) in resp.op_responses().into_iter().zip(pairs) {
+        let value = match op {
+            TxnOpResponse::Get(get) => get
+                .kvs()
+                .first()
+                .map(|kv| kv.value_str().map(str::to_string))
+                .transpose()
+                .with_context(|| format!("etcd key {key} is not UTF-8"))?,
+            _ => None,
+        };
+        values.push(value.with_context(|| {
+            format!("etcd key {key} is missing while others of {keys} exist (half-created)")
+        })?);
+    }
+    Ok(Created::Theirs(values))
+}
+
+/// Puts `value` at `key` only if the key is still as we read it (`expected` = None: absent).
+/// Returns false when someone changed it in between.
+pub async fn put_if_unchanged(
+    client: &mut Client,
+    key: &str,
+    value: &str,
+    expected: Option<&Entry>,
+) -> Result<bool> {
+    let compare = match expected {
+        Some(entry) => Compare::mod_revision(key, CompareOp::Equal, entry.mod_revision),
+        None => Compare::create_revision(key, CompareOp::Equal, 0),
+    };
+    let resp = client
+        .txn(
+            Txn::new()
+                .when([compare])
+                .and_then([TxnOp::put(key, value, None)]),
+        )
+        .await
+        .with_context(|| format!("etcd transaction on {key}"))?;
+    Ok(resp.succeeded())
+}

@@ -1,0 +1,302 @@
+//! `mc status`: the whole cluster from etcd, one line per node — which node failed, at which
+//! step, and why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use etcd_client::Client;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::records::{self, NodeRecord, Status};
+
+/// How a node looks from etcd (and, with the probe, from the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Last converge succeeded, recently enough, and Docker's TLS port answers.
+    Ok,
+    /// A step of the last converge failed (see `failed_step`, `error`).
+    Failed,
+    /// Docker's TLS port did not accept a connection (node down or Docker not running).
+    Unreachable,
+    /// The last converge is older than the stale threshold: certificates are renewed only when
+    /// `mc converge` runs, so run it (or reboot).
+    Stale,
+    /// A record but no status (or an unreadable one).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    pub zone: Option<u32>,
+    pub private_ip: Option<String>,
+    pub subnet: Option<String>,
+    pub docker_endpoint: Option<String>,
+    /// When the last converge finished (RFC 3339) and how long ago, in seconds.
+    pub last_converge: Option<String>,
+    pub age_seconds: Option<i64>,
+    pub health: Health,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Options of `mc status`.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    pub stale_after: Duration,
+    /// Try a TCP connection to each node's Docker endpoint.
+    pub probe: bool,
+    pub probe_timeout: Duration,
+}
+
+impl Default for StatusOptions {
+    fn default() -> Self {
+        Self {
+            // The certificate renewal window: past it, a node that never converges may let its
+            // Docker certificate expire.
+            stale_after: Duration::from_secs(30 * 24 * 3600),
+            probe: true,
+            probe_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+pub async fn collect(client: &mut Client, options: &StatusOptions) -> Result<Vec<NodeView>> {
+    let records: BTreeMap<String, NodeRecord> = records::all_records(client)
+        .await?
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+    let statuses: BTreeMap<String, Result<Status, String>> =
+        records::all_statuses(client).await?.into_iter().collect();
+    let mut names: Vec<&String> = records.keys().chain(statuses.keys()).collect();
+    names.sort();
+    names.dedup();
+    let now = OffsetDateTime::now_utc();
+    let mut views = Vec::new();
+    for name in names {
+        let record = records.get(name);
+        let reachable = match (options.probe, record) {
+            (true, Some(r)) => Some(probe(&r.docker_endpoint, options.probe_timeout).await),
+            _ => None,
+        };
+        views.push(view(
+            name,
+            record,
+            statuses.get(name),
+            reachable,
+            now,
+            options,
+        ));
+    }
+    Ok(views)
+}
+
+/// Builds one line; pure so the rules are testable.
+pub fn view(
+    name: &str,
+    record: Option<&NodeRecord>,
+    status: Option<&Result<Status, String>>,
+    reachable: Option<bool>,
+    now: OffsetDateTime,
+    options: &StatusOptions,
+) -> NodeView {
+    let mut v = NodeView {
+        name: name.to_string(),
+        zone: record.map(|r| r.zone),
+        private_ip: record.map(|r| r.private_ip.to_string()),
+        subnet: record.map(|r| r.subnet.to_string()),
+        docker_endpoint: record.map(|r| r.docker_endpoint.clone()),
+        last_converge: None,
+        age_seconds: None,
+        health: Health::Unknown,
+        failed_step: None,
+        error: None,
+    };
+    let status = match status {
+        Some(Ok(status)) => status,
+        Some(Err(e)) => {
+            v.error = Some(e.clone());
+            return v;
+        }
+        None => {
+            v.error = Some("no converge status published".to_string());
+            return v;
+        }
+    };
+    v.last_converge = Some(status.finished.clone());
+    let age = crate::time::parse_rfc3339(&status.finished).map(|t| (now - t).whole_seconds());
+    v.age_seconds = age;
+    v.health = if let Some(step) = status.failed_step() {
+        v.failed_step = Some(step.name.clone());
+        v.error = step.error.clone();
+        Health::Failed
+    } else if reachable == Some(false) {
+        v.error = Some("Docker endpoint does not accept connections".to_string());
+        Health::Unreachable
+    } else if age.is_none_or(|a| a > options.stale_after.as_secs() as i64) {
+        Health::Stale
+    } else {
+        Health::Ok
+    };
+    v
+}
+
+async fn probe(endpoint: &str, timeout: Duration) -> bool {
+    let Some(addr) = endpoint.strip_prefix("tcp://") else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `1d3h`, `5m`, `42s`.
+pub fn human_age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The table `mc status` prints.
+pub fn table(views: &[NodeView]) -> String {
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 7]> = views
+        .iter()
+        .map(|v| {
+            [
+                v.name.clone(),
+                v.zone.map(|z| format!("z{z}")).unwrap_or_else(dash),
+                v.subnet.clone().unwrap_or_else(dash),
+                v.docker_endpoint.clone().unwrap_or_else(dash),
+                v.age_seconds
+                    .map(|a| format!("{} ago", human_age(a)))
+                    .unwrap_or_else(dash),
+                format!("{:?}", v.health).to_lowercase(),
+                match (&v.failed_step, &v.error) {
+                    (Some(step), Some(e)) => format!("{step}: {e}"),
+                    (None, Some(e)) => e.clone(),
+                    _ => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "NODE",
+        "ZONE",
+        "SUBNET",
+        "DOCKER",
+        "CONVERGED",
+        "HEALTH",
+        "DETAIL",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::converge::{State, StepOutcome};
+
+    fn status(finished: OffsetDateTime, failed: bool) -> Status {
+        Status {
+            node: "n0".into(),
+            steps: vec![StepOutcome {
+                name: "pki".into(),
+                stage: "boot".into(),
+                state: if failed {
+                    State::Failed
+                } else {
+                    State::Unchanged
+                },
+                detail: String::new(),
+                error: failed.then(|| "etcd put failed".to_string()),
+                duration_ms: 3,
+            }],
+            ok: !failed,
+            started: crate::time::rfc3339(finished),
+            finished: crate::time::rfc3339(finished),
+            duration_ms: 3,
+            mc_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn health_rules() {
+        let now = OffsetDateTime::now_utc();
+        let o = StatusOptions::default();
+        let ok = Ok(status(now - time::Duration::minutes(5), false));
+        assert_eq!(
+            view("n0", None, Some(&ok), Some(true), now, &o).health,
+            Health::Ok
+        );
+        assert_eq!(
+            view("n0", None, Some(&ok), Some(false), now, &o).health,
+            Health::Unreachable
+        );
+        let old = Ok(status(now - time::Duration::days(40), false));
+        assert_eq!(
+            view("n0", None, Some(&old), None, now, &o).health,
+            Health::Stale
+        );
+        let failed = Ok(status(now, true));
+        let v = view("n0", None, Some(&failed), Some(false), now, &o);
+        assert_eq!(v.health, Health::Failed);
+        assert_eq!(v.failed_step.as_deref(), Some("pki"));
+        assert_eq!(v.error.as_deref(), Some("etcd put failed"));
+        assert_eq!(
+            view("n0", None, None, None, now, &o).health,
+            Health::Unknown
+        );
+    }
+
+    #[test]
+    fn table_shows_the_failed_step() {
+        let now = OffsetDateTime::now_utc();
+        let failed = Ok(status(now - time::Duration::seconds(90), true));
+        let v = view(
+            "n0",
+            None,
+            Some(&failed),
+            None,
+            now,
+            &StatusOptions::default(),
+        );
+        let text = table(&[v]);
+        assert!(text.starts_with("NODE"), "{text}");
+        assert!(text.contains("1m ago"), "{text}");
+        assert!(text.contains("failed  pki: etcd put failed"), "{text}");
+        assert_eq!(human_age(90_000), "1d1h");
+    }
+}

@@ -1,0 +1,13 @@
+//! mc's core against the real parts: a real etcd (and dockerd where the step needs it), via the
+//! library and the built binary. One test binary; modules by topic.
+
+mod core {
+    pub mod bad_input;
+    pub mod bosh;
+    pub mod concurrency;
+    pub mod etcd_join;
+    pub mod flannel;
+    pub mod idempotence;
+    pub mod pki;
+    pub mod support;
+}

@@ -1,0 +1,156 @@
+//! Bad input and broken parts, through the built binary: clear errors, bounded time, non-zero
+//! exit, status published when etcd is there.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use mc::converge::State;
+use molten_testkit::etcd::EtcdServer;
+use molten_testkit::free_port;
+
+use super::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_missing_node_config_is_named_and_nothing_is_written() {
+    let root = tempfile::tempdir().unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    let out = run_mc(&["converge", "--root", root_arg], LIMIT);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("etc/molten/node.json") && err.contains("cannot read"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(root.path()).unwrap().next().is_none(),
+        "no partial state"
+    );
+}
+
+#[test]
+fn a_malformed_node_config_names_the_problem() {
+    let etcd = EtcdServer::start().unwrap();
+    let node = Node::new(node_config(
+        "node-0",
+        0,
+        Ipv4Addr::new(10, 0, 0, 10),
+        &etcd.endpoint(),
+    ));
+    let broken = node
+        .config
+        .to_json()
+        .replace("\"zone\": 0", "\"zone\": \"zero\"");
+    std::fs::write(node.config_path(), broken).unwrap();
+    let before = snapshot(node.root.path());
+    let root_arg = node.root.path().to_str().unwrap();
+    let out = run_mc(&["converge", "--root", root_arg], LIMIT);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("not a valid node config") && err.contains("line"),
+        "{err}"
+    );
+    assert_eq!(snapshot(node.root.path()), before);
+    assert_eq!(
+        etcd.etcdctl(&["get", "/", "--prefix", "--keys-only"])
+            .unwrap()
+            .trim(),
+        ""
+    );
+}
+
+#[test]
+fn etcd_down_fails_in_bounded_time_naming_the_endpoint() {
+    let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let node = Node::new(node_config("node-0", 0, Ipv4Addr::new(10, 0, 0, 10), &dead));
+    let root_arg = node.root.path().to_str().unwrap();
+    let out = run_mc(
+        &[
+            "converge",
+            "--root",
+            root_arg,
+            "--stage",
+            "boot",
+            "--etcd-timeout",
+            "3",
+        ],
+        LIMIT,
+    );
+    assert!(!out.status.success());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("etcd") && stdout.contains(&dead),
+        "{stdout}"
+    );
+    assert!(stdout.contains("converge: failed"), "{stdout}");
+    // The status could not be published: it goes to stderr (journald) instead.
+    assert!(stderr.contains("status not published"), "{stderr}");
+    let marker = mc::commands::STATUS_FOLLOWS;
+    let json_start = stderr.find(marker).expect("status JSON on stderr") + marker.len();
+    let status: mc::records::Status = serde_json::from_str(&stderr[json_start..]).unwrap();
+    let etcd_step = status.steps.iter().find(|s| s.name == "etcd").unwrap();
+    assert_eq!(etcd_step.state, State::Failed);
+    assert!(etcd_step.error.as_deref().unwrap().contains("unreachable"));
+    for skipped in ["flannel", "pki", "record"] {
+        let s = status.steps.iter().find(|s| s.name == skipped).unwrap();
+        assert_eq!(s.state, State::Skipped, "{s:?}");
+    }
+}
+
+#[test]
+fn docker_down_fails_the_step_publishes_status_and_exits_non_zero() {
+    let etcd = EtcdServer::start().unwrap();
+    let node = Node::new(node_config(
+        "node-0",
+        0,
+        Ipv4Addr::new(10, 0, 0, 10),
+        &etcd.endpoint(),
+    ));
+    let root_arg = node.root.path().to_str().unwrap();
+    let socket = node.path("/nowhere/docker.sock");
+    let host = format!("unix://{}", socket.display());
+    let out = run_mc(
+        &["converge", "--root", root_arg, "--docker-host", &host],
+        LIMIT,
+    );
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("docker-network") && stdout.contains(&host),
+        "{stdout}"
+    );
+
+    let status_out = run_mc(
+        &["status", "--etcd", &etcd.endpoint(), "--json", "--no-probe"],
+        LIMIT,
+    );
+    assert!(
+        !status_out.status.success(),
+        "a failed node makes mc status fail"
+    );
+    let views: serde_json::Value = serde_json::from_slice(&status_out.stdout).unwrap();
+    assert_eq!(views[0]["name"], "node-0");
+    assert_eq!(views[0]["health"], "failed");
+    assert_eq!(views[0]["failed_step"], "docker-network");
+    assert!(views[0]["error"].as_str().unwrap().contains(&host));
+    let table = run_mc(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("node-0") && table.contains("failed  docker-network:"),
+        "{table}"
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let out = run_mc(&["version"], LIMIT);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("mc {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = run_mc(&["--help"], LIMIT);
+    assert!(text(&help.stdout).contains("Examples:"));
+}

@@ -1,0 +1,96 @@
+//! `mc etcd-join` with two real etcd members: the seed, and a new member that joins it with the
+//! environment the command writes.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mc::etcd::Retry;
+use mc::etcd_join::{join, JoinOptions};
+use molten_testkit::etcd::{EtcdServer, ETCD};
+use molten_testkit::{free_port, wait_until, ChildGuard};
+
+use super::support::*;
+
+fn env_value<'a>(env: &'a str, key: &str) -> &'a str {
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {env}"))
+}
+
+#[test]
+fn a_new_member_joins_the_seed_and_starts() {
+    let seed = EtcdServer::start_named("seed").unwrap();
+    let node = Node::new(node_config(
+        "node-1",
+        1,
+        Ipv4Addr::LOCALHOST,
+        &seed.endpoint(),
+    ));
+    let peer_port = free_port().unwrap();
+    let options = JoinOptions {
+        root: node.root.path().to_path_buf(),
+        config: None,
+        etcd: None,
+        peer_port,
+        env_file: None,
+        retry: Retry::with_budget(Duration::from_secs(10)),
+    };
+    let outcome = block_on(join(&options)).unwrap();
+    assert!(outcome.added && outcome.env_written);
+    assert_eq!(outcome.env_file, node.path("/run/molten/etcd-join.env"));
+    let env = std::fs::read_to_string(&outcome.env_file).unwrap();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    assert_eq!(
+        env_value(&env, "ETCD_INITIAL_CLUSTER"),
+        format!("node-1={peer},seed={}", seed.peer_url())
+    );
+    assert_eq!(env_value(&env, "ETCD_INITIAL_CLUSTER_STATE"), "existing");
+
+    // Start the new member the way its unit would: etcd reads the ETCD_* environment.
+    let data = tempfile::tempdir().unwrap();
+    let client = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let mut cmd = Command::new(ETCD);
+    for line in env.lines().filter(|l| l.starts_with("ETCD_")) {
+        let (k, v) = line.split_once('=').unwrap();
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .env("ETCD_DATA_DIR", data.path().join("data"))
+        .env("ETCD_LISTEN_PEER_URLS", &peer)
+        .env("ETCD_INITIAL_ADVERTISE_PEER_URLS", &peer)
+        .env("ETCD_LISTEN_CLIENT_URLS", &client)
+        .env("ETCD_ADVERTISE_CLIENT_URLS", &client)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(data.path().join("etcd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _member = ChildGuard::new("etcd node-1", child);
+    wait_until(
+        "node-1 started",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let list = seed.etcdctl(&["member", "list"]).unwrap_or_default();
+            Ok(list
+                .lines()
+                .any(|l| l.contains(", started, node-1,"))
+                .then_some(()))
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        seed.etcdctl(&["member", "list"]).unwrap().lines().count(),
+        2
+    );
+    let value = molten_testkit::etcd::etcdctl(&client, &["put", "/joined", "yes"]).unwrap();
+    assert!(value.contains("OK"));
+
+    // Running it again (a reboot) finds the member and leaves the file alone.
+    let again = block_on(join(&options)).unwrap();
+    assert!(!again.added && !again.env_written, "{again:?}");
+    assert_eq!(
+        seed.etcdctl(&["member", "list"]).unwrap().lines().count(),
+        2
+    );
+}

@@ -1,0 +1,126 @@
+//! The flannel reservation against a real etcd: re-put after flanneld turned it into a lease,
+//! never taking a subnet another node holds, following this node's own address change.
+
+use std::net::Ipv4Addr;
+
+use etcd_client::PutOptions;
+use mc::converge::{Stage, State};
+use molten_contract::FlannelSettings;
+use molten_testkit::etcd::EtcdServer;
+
+use super::support::*;
+
+fn lease_key(node: &Node) -> String {
+    let settings: &FlannelSettings = &node.config.flannel;
+    settings.lease_key(node.config.subnet().unwrap())
+}
+
+#[test]
+fn reservation_is_put_again_after_flanneld_made_it_a_lease() {
+    let etcd = EtcdServer::start().unwrap();
+    let node = Node::new(node_config(
+        "node-0",
+        0,
+        Ipv4Addr::new(10, 0, 0, 10),
+        &etcd.endpoint(),
+    ));
+    let sd = RecordingSystemd::default();
+    assert!(node.converge(Stage::Boot, None, &sd).ok());
+    let key = lease_key(&node);
+
+    block_on(async {
+        let mut c = etcd_client(&etcd.endpoint()).await;
+        let entry = get(&mut c, &key).await.unwrap();
+        assert_eq!(entry.lease, 0, "a reservation has no lease");
+        // What flanneld does when it renews: the same key, its VTEP data, a 24 h lease.
+        let lease = c.lease_grant(86_400, None).await.unwrap().id();
+        let value = r#"{"PublicIP":"10.0.0.10","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:42:ac:11:00:02"}}"#;
+        c.put(
+            key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .unwrap();
+    });
+
+    let report = node.converge(Stage::Boot, None, &sd);
+    assert!(report.ok(), "{:#?}", report.steps);
+    let flannel = step(&report, "flannel");
+    assert_eq!(flannel.state, State::Changed);
+    assert!(flannel.detail.contains("was a lease"), "{flannel:?}");
+    block_on(async {
+        let mut c = etcd_client(&etcd.endpoint()).await;
+        let entry = get(&mut c, &key).await.unwrap();
+        assert_eq!(entry.lease, 0, "reservation again");
+        let v: serde_json::Value = serde_json::from_str(&entry.value).unwrap();
+        assert_eq!(v["PublicIP"], "10.0.0.10");
+        assert_eq!(
+            v["BackendData"]["VtepMAC"], "02:42:ac:11:00:02",
+            "flanneld's data kept"
+        );
+    });
+    let again = node.converge(Stage::Boot, None, &sd);
+    assert_eq!(step(&again, "flannel").state, State::Unchanged);
+}
+
+#[test]
+fn a_subnet_held_by_another_node_is_never_taken() {
+    let etcd = EtcdServer::start().unwrap();
+    let node = Node::new(node_config(
+        "node-1",
+        1,
+        Ipv4Addr::new(10, 0, 0, 11),
+        &etcd.endpoint(),
+    ));
+    let key = lease_key(&node);
+    let theirs = r#"{"PublicIP":"10.0.0.99","BackendType":"vxlan"}"#;
+    etcd.etcdctl(&["put", &key, theirs]).unwrap();
+
+    let report = node.converge(Stage::Boot, None, &RecordingSystemd::default());
+    assert!(!report.ok());
+    let flannel = step(&report, "flannel");
+    assert_eq!(flannel.state, State::Failed);
+    let error = flannel.error.as_deref().unwrap();
+    assert!(
+        error.contains(&key) && error.contains("10.0.0.99"),
+        "{error}"
+    );
+    assert_eq!(
+        etcd.etcdctl(&["get", &key, "--print-value-only"])
+            .unwrap()
+            .trim(),
+        theirs
+    );
+    // The failure is published for `mc status`.
+    assert!(report.publish_error.is_none());
+    assert!(!report.status.ok);
+    assert_eq!(report.status.failed_step().unwrap().name, "flannel");
+}
+
+#[test]
+fn a_different_network_config_is_a_conflict_not_overwritten() {
+    let etcd = EtcdServer::start().unwrap();
+    let other = r#"{"Network":"10.50.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
+    etcd.etcdctl(&["put", "/coreos.com/network/config", other])
+        .unwrap();
+    let node = Node::new(node_config(
+        "node-2",
+        2,
+        Ipv4Addr::new(10, 0, 0, 12),
+        &etcd.endpoint(),
+    ));
+    let report = node.converge(Stage::Boot, None, &RecordingSystemd::default());
+    let flannel = step(&report, "flannel");
+    assert_eq!(flannel.state, State::Failed);
+    assert!(
+        flannel.error.as_deref().unwrap().contains("conflict"),
+        "{flannel:?}"
+    );
+    assert_eq!(
+        etcd.etcdctl(&["get", "/coreos.com/network/config", "--print-value-only"])
+            .unwrap()
+            .trim(),
+        other
+    );
+}

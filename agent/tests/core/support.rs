@@ -1,0 +1,202 @@
+//! Helpers: node roots with a node config, a recording fake systemd, running converges.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mc::converge::{self, Options, Report, Stage};
+use mc::etcd::Retry;
+use mc::systemd::Systemd;
+use molten_contract::{
+    AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
+    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
+};
+use tempfile::TempDir;
+
+pub fn node_config(name: &str, zone: u32, ip: Ipv4Addr, etcd: &str) -> NodeConfig {
+    NodeConfig {
+        version: NODE_CONFIG_VERSION,
+        cluster: "test".into(),
+        os: OsVariant::Debian,
+        node: NodeIdentity {
+            name: name.into(),
+            zone,
+            roles: vec![Role::Etcd, Role::Worker],
+            address: AddressSource::Static { private_ip: ip },
+        },
+        etcd: EtcdSettings {
+            endpoints: vec![etcd.to_string()],
+        },
+        flannel: FlannelSettings::new("10.213.0.0/16".parse().unwrap(), 24),
+        docker: DockerSettings {
+            bridge_cidr: "10.255.240.0/20".parse().unwrap(),
+            tls_port: 2376,
+        },
+        bosh: BoshSettings {
+            enabled: true,
+            network_name: format!("bosh-{name}"),
+        },
+    }
+}
+
+/// A node's root directory with its node config at `/etc/molten/node.json`.
+pub struct Node {
+    pub root: TempDir,
+    pub config: NodeConfig,
+}
+
+impl Node {
+    pub fn new(config: NodeConfig) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let node = Self { root, config };
+        node.write_config();
+        node
+    }
+
+    pub fn write_config(&self) {
+        let path = self.config_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, self.config.to_json()).unwrap();
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("etc/molten/node.json")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel.trim_start_matches('/'))
+    }
+
+    pub fn tls(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path("/etc/molten/tls").join(file)).unwrap()
+    }
+
+    /// Pretends systemd runs in this root, so the (fake) systemd gets unit actions.
+    pub fn boot_systemd(&self) {
+        std::fs::create_dir_all(self.path("/run/systemd/system")).unwrap();
+    }
+
+    pub fn options(&self, stage: Stage, docker_host: Option<String>) -> Options {
+        Options {
+            root: self.root.path().to_path_buf(),
+            config: None,
+            etcd: None,
+            docker_host,
+            stage,
+            etcd_retry: Retry::with_budget(Duration::from_secs(10)),
+        }
+    }
+
+    pub fn converge(&self, stage: Stage, docker_host: Option<String>, sd: &dyn Systemd) -> Report {
+        let options = self.options(stage, docker_host);
+        block_on(converge::converge(&options, sd)).expect("config loads")
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A systemd that records calls; every unit counts as active.
+#[derive(Default)]
+pub struct RecordingSystemd {
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl RecordingSystemd {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.calls.lock().unwrap())
+    }
+}
+
+impl Systemd for RecordingSystemd {
+    fn is_running(&self) -> bool {
+        true
+    }
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        self.calls.lock().unwrap().push("daemon-reload".into());
+        Ok(())
+    }
+    fn is_active(&self, _unit: &str) -> anyhow::Result<bool> {
+        Ok(true)
+    }
+    fn restart(&self, unit: &str) -> anyhow::Result<()> {
+        self.calls.lock().unwrap().push(format!("restart {unit}"));
+        Ok(())
+    }
+}
+
+/// Every file under `dir` with its inode, mtime (ns) and size.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, i128, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let mtime =
+                    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+                out.insert(entry.path(), (meta.ino(), mtime, meta.size()));
+            }
+        }
+    }
+    out
+}
+
+pub fn step<'a>(report: &'a Report, name: &str) -> &'a converge::StepOutcome {
+    report
+        .steps
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no step {name} in {:#?}", report.steps))
+}
+
+pub async fn etcd_client(endpoint: &str) -> etcd_client::Client {
+    etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap()
+}
+
+pub async fn get(client: &mut etcd_client::Client, key: &str) -> Option<mc::etcd::Entry> {
+    mc::etcd::get(client, key).await.unwrap()
+}
+
+/// Runs the built `mc` binary with `args`, killing it if it runs longer than `limit`.
+pub fn run_mc(args: &[&str], limit: Duration) -> Output {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mc"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    // Kills mc (by its PID) if it outlives `limit`, so a hang fails the test instead of CI.
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(limit).is_err() {
+            let _ = molten_testkit::process::signal(pid, 9);
+            return true;
+        }
+        false
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let killed = watchdog.join().unwrap();
+    assert!(!killed, "mc {args:?} ran longer than {limit:?}");
+    output
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
