@@ -158,3 +158,53 @@ async fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
     );
     drop(dockerd);
 }
+
+/// The same proof with the certificates the agent's PKI step issues (cluster CA, server
+/// certificate with loopback among its SANs, client certificate for BOSH's CPI).
+#[tokio::test(flavor = "multi_thread")]
+async fn dockerd_accepts_the_client_certificate_the_agent_issues() {
+    use mc::pki::{cert, Ca, Kind};
+
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path();
+    let cluster = Ca::generate("test").unwrap();
+    let server_kind = Kind::Server {
+        ips: vec![Ipv4Addr::LOCALHOST.into()],
+        dns: vec!["node-0".into()],
+    };
+    let server = cert::issue(&cluster, "node-0", &server_kind, cert::VALIDITY).unwrap();
+    let tls = TlsPaths {
+        ca: write(dir, "ca.pem", &cluster.cert_pem),
+        server_cert: write(dir, "server-cert.pem", &server.cert_pem),
+        server_key: write(dir, "server-key.pem", &server.key_pem),
+    };
+    let port = molten_testkit::free_port().unwrap();
+    let dockerd = Dockerd::builder()
+        .args(tls_listen_args(Ipv4Addr::LOCALHOST, port, &tls))
+        .start()
+        .unwrap();
+    let host = format!("tcp://127.0.0.1:{port}");
+
+    let pair = cert::issue(&cluster, "node-0", &Kind::Client, cert::VALIDITY).unwrap();
+    let agent_client = client(
+        dir,
+        "agent",
+        &cluster.cert_pem,
+        Some(&(pair.cert_pem, pair.key_pem)),
+    );
+    let docker = docker::connect(&host, Some(&agent_client)).await.unwrap();
+    assert_eq!(docker.ping().await.unwrap(), "OK");
+
+    // The server certificate is not a client certificate (EKU serverAuth only).
+    let server_as_client = client(
+        dir,
+        "server-as-client",
+        &cluster.cert_pem,
+        Some(&(server.cert_pem.clone(), server.key_pem.clone())),
+    );
+    let err = docker::connect(&host, Some(&server_as_client))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("fatal alert"), "{err:#}");
+    drop(dockerd);
+}
