@@ -10,6 +10,7 @@ pub mod defaults;
 mod nodes;
 mod parse;
 mod platforms;
+mod racks;
 pub mod raw;
 mod report;
 mod settings;

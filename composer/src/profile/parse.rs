@@ -63,7 +63,7 @@ fn check_version(root: &Node, report: &mut Report) -> Option<()> {
     let map = root.as_mapping()?;
     let Some(node) = map.get_node("version") else {
         report.error(
-            &At::new("$", position(root)),
+            &At::new("$", start_of(root)),
             format!("missing key `version`; this molten reads profiles with `version: {PROFILE_VERSION}`"),
         );
         return None;
