@@ -9,5 +9,6 @@ pub mod model;
 pub mod nodeconfig;
 pub mod output;
 pub mod platform;
+pub mod serve;
 pub mod diagnostics;
 pub mod profile;
