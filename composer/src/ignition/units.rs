@@ -194,8 +194,9 @@ impl EtcdMember<'_> {
         if !seed {
             let _ = write!(
                 text,
-                "EnvironmentFile=-{ETCD_JOIN_ENV}\nExecStartPre={} etcd-join\n",
-                OsVariant::Flatcar.layout().agent_binary
+                "EnvironmentFile=-{ETCD_JOIN_ENV}\nExecStartPre={} etcd-join --peer-port {}\n",
+                OsVariant::Flatcar.layout().agent_binary,
+                self.peer_port()
             );
         }
         let _ = write!(

@@ -47,6 +47,7 @@ fn build_environment() -> Environment<'static> {
     // No escaping by file name (`.json` would quote every value): templates say `tojson`
     // wherever a value lands inside JSON or Ruby.
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.add_filter("json", json_filter);
     env.set_syntax(
         minijinja::syntax::SyntaxConfig::builder()
             .keep_trailing_newline(true)
@@ -58,6 +59,19 @@ fn build_environment() -> Environment<'static> {
             .expect("embedded templates parse (checked by a unit test)");
     }
     env
+}
+
+/// `value | json`: a JSON literal (also a valid Ruby literal for strings and numbers). Unlike
+/// minijinja's `tojson`, an undefined or none value is an error, not `null`.
+fn json_filter(value: Value) -> Result<String, minijinja::Error> {
+    if value.is_undefined() || value.is_none() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "`json` got no value",
+        ));
+    }
+    serde_json::to_string(&value)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))
 }
 
 /// Renders the template `name` with `context`.
@@ -85,6 +99,16 @@ mod tests {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
+    }
+
+    #[test]
+    fn json_refuses_missing_values() {
+        let mut env = build_environment();
+        env.add_template("t", "{{ x | json }}").unwrap();
+        let t = env.get_template("t").unwrap();
+        assert_eq!(t.render(context! { x => "a\"b" }).unwrap(), r#""a\"b""#);
+        assert!(t.render(context! {}).is_err());
+        assert!(t.render(context! { x => () }).is_err());
     }
 
     #[test]

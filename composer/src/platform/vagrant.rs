@@ -75,7 +75,7 @@ impl Platform for Vagrant {
         let ctx = context! {
             cluster => &cluster.name,
             base_url => base,
-            r#box => &v.box_name,
+            box_name => &v.box_name,
             memory_mb => v.memory_mb,
             cpus => v.cpus,
             nodes => Value::from(Serde(&vms)),

@@ -1,0 +1,275 @@
+//! The `molten` command line: every clap type lives here; `main.rs` only parses and dispatches.
+//! Exit codes: 0 success, 2 invalid input (profile errors, a platform the profile cannot
+//! serve), 1 any other failure.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::diagnostics::Diagnostics;
+use crate::model::Platform;
+use crate::output::{write_bundle, Summary};
+use crate::platform::compose;
+use crate::profile::{self, LoadOptions, Loaded};
+
+const DEFAULT_PROFILE: &str = "profiles/dev.yaml";
+
+const EXAMPLES: &str = "\
+Examples:
+  molten compose --platform vagrant --agent target/release/mc
+  molten compose --platform ipxe --profile profiles/rack.yaml --out /srv/boot
+  molten compose --platform packet --profile profiles/packet.yaml
+  molten validate --profile profiles/packet.yaml --platform packet --strict
+  molten schema > profile.schema.json
+  molten serve out/ipxe --listen 0.0.0.0:8080
+
+Exit status: 0 success, 2 invalid input, 1 other failure.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "molten",
+    version,
+    about = "Compose a cluster profile into per-node Ignition and platform files",
+    after_help = EXAMPLES,
+    max_term_width = 80
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compose a profile for a platform and write the bundle to a directory
+    #[command(after_help = EXAMPLES)]
+    Compose(ComposeArgs),
+    /// Check a profile (and what a platform needs from it) without writing
+    #[command(after_help = EXAMPLES)]
+    Validate(ValidateArgs),
+    /// Print the JSON schema of the profile format
+    Schema,
+    /// Serve an ipxe or vagrant bundle over HTTP (only files in its SHA256SUMS)
+    #[command(after_help = EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The cluster profile (YAML)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PROFILE)]
+    pub profile: PathBuf,
+    /// Treat warnings as errors
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    /// The platform to compose for
+    #[arg(long, value_enum)]
+    pub platform: Platform,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Output directory [default: out/<platform>]; a previous bundle there is replaced
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Ship this local agent binary (mc) instead of the profile's agent
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Also check what this platform needs, by composing in memory
+    #[arg(long, value_enum)]
+    pub platform: Option<Platform>,
+    /// Check with this agent binary in place of the profile's agent
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The bundle directory written by `molten compose`
+    #[arg(value_name = "DIR", default_value = "out/ipxe")]
+    pub dir: PathBuf,
+    /// Address and port to listen on
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+/// Why a command failed; decides the exit status. The message was already printed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Exit 2: the input is wrong.
+    InvalidInput,
+    /// Exit 1: something else went wrong.
+    Failed,
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::InvalidInput => 2,
+            Failure::Failed => 1,
+        }
+    }
+}
+
+/// Runs a parsed command, printing results to stdout and problems to stderr.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Compose(args) => run_compose(&args),
+        Command::Validate(args) => run_validate(&args),
+        Command::Schema => {
+            let schema =
+                serde_json::to_string_pretty(&profile::json_schema()).expect("a schema serializes");
+            println!("{schema}");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            crate::serve::run_until_signalled(&args.dir, args.listen).map_err(|err| {
+                eprintln!("error: {err:#}");
+                if crate::serve::is_invalid_bundle(&err) {
+                    Failure::InvalidInput
+                } else {
+                    Failure::Failed
+                }
+            })
+        }
+    }
+}
+
+fn run_compose(args: &ComposeArgs) -> Result<(), Failure> {
+    let loaded = load(&args.profile, Some(args.platform), args.agent.as_deref())?;
+    let composition = compose(&loaded.cluster, args.platform).map_err(|err| {
+        eprintln!("error: {err}");
+        if err.is_invalid_input() {
+            Failure::InvalidInput
+        } else {
+            Failure::Failed
+        }
+    })?;
+    let dest = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(args.platform.name()));
+    write_bundle(&composition.bundle, &dest).map_err(|err| {
+        eprintln!("error: {err:#}");
+        Failure::Failed
+    })?;
+    print!(
+        "{}",
+        Summary::of(&composition).render(args.platform.name(), &dest)
+    );
+    Ok(())
+}
+
+fn run_validate(args: &ValidateArgs) -> Result<(), Failure> {
+    let loaded = load(&args.profile, args.platform, args.agent.as_deref())?;
+    if let Some(platform) = args.platform {
+        if let Err(err) = compose(&loaded.cluster, platform) {
+            eprintln!("error: {err}");
+            return Err(if err.is_invalid_input() {
+                Failure::InvalidInput
+            } else {
+                Failure::Failed
+            });
+        }
+    }
+    let target = args
+        .platform
+        .map(|p| format!(" for {p}"))
+        .unwrap_or_default();
+    println!(
+        "{}: valid{target} ({} nodes, {} warnings)",
+        args.profile.profile.display(),
+        loaded.cluster.nodes.len(),
+        loaded.warnings.len()
+    );
+    Ok(())
+}
+
+/// Loads the profile, printing its warnings (or its errors) to stderr.
+fn load(
+    args: &ProfileArgs,
+    platform: Option<Platform>,
+    agent: Option<&Path>,
+) -> Result<Loaded, Failure> {
+    let options = LoadOptions {
+        platform,
+        agent_override: agent,
+        strict: args.strict,
+    };
+    match profile::load_file(&args.profile, &options) {
+        Ok(loaded) => {
+            print_diagnostics(&loaded.warnings);
+            Ok(loaded)
+        }
+        Err(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            let errors = diagnostics.errors().count();
+            let summary = if errors == 0 {
+                format!(
+                    "{} has warnings and --strict makes them errors",
+                    args.profile.display()
+                )
+            } else {
+                format!("{} has {errors} error(s)", args.profile.display())
+            };
+            eprintln!("molten: {summary}");
+            Err(Failure::InvalidInput)
+        }
+    }
+}
+
+fn print_diagnostics(diagnostics: &Diagnostics) {
+    if diagnostics.is_empty() {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{diagnostics}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_fits_80_columns() {
+        let mut cli = Cli::command();
+        let mut pages = vec![cli.render_long_help().to_string()];
+        for sub in cli.get_subcommands_mut() {
+            pages.push(sub.render_long_help().to_string());
+        }
+        for page in &pages {
+            for line in page.lines() {
+                assert!(line.chars().count() <= 80, "too wide: {line:?}");
+            }
+        }
+        assert!(pages[0].contains("molten compose --platform vagrant"));
+        assert!(pages.len() >= 4, "help of molten and each subcommand");
+    }
+
+    #[test]
+    fn compose_defaults() {
+        let cli = Cli::try_parse_from(["molten", "compose", "--platform", "ipxe"]).unwrap();
+        let Command::Compose(args) = cli.command else {
+            panic!("not compose")
+        };
+        assert_eq!(args.platform, Platform::Ipxe);
+        assert_eq!(args.profile.profile, Path::new("profiles/dev.yaml"));
+        assert!(args.out.is_none() && args.agent.is_none() && !args.profile.strict);
+        assert!(Cli::try_parse_from(["molten", "compose", "--platform", "aws"]).is_err());
+    }
+}

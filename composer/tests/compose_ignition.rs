@@ -1,0 +1,250 @@
+//! The composed Ignition against the real Ignition: every config passes `ignition-validate`,
+//! and the engine's `fetch`/`files` stages apply each dev node's config to a directory standing
+//! for the node's root, fetching the agent (and, on vagrant, the full config behind the pointer)
+//! from a file server on 127.0.0.1 and checking their hashes. Plus: nothing secret anywhere.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use molten::model::Platform;
+use molten::platform::sample::FAKE_AGENT;
+use molten::profile::{load_file, LoadOptions};
+use molten_contract::NodeConfig;
+
+/// Composes every shipped profile for every platform it supports into `work`.
+fn compose_all(work: &Path) -> Vec<std::path::PathBuf> {
+    let agent = common::fake_agent(work);
+    let mut outs = Vec::new();
+    for (name, profile) in common::shipped_profiles() {
+        for platform in Platform::ALL {
+            let input = common::profile_for(platform, &profile, work);
+            if !common::supports(&input, platform, &agent) {
+                continue;
+            }
+            let out = work.join(format!("{name}-{platform}"));
+            common::compose_to(&input, platform, &agent, &out);
+            outs.push(out);
+        }
+    }
+    outs
+}
+
+#[test]
+fn every_config_passes_ignition_validate() {
+    let work = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for out in compose_all(work.path()) {
+        for (rel, _) in common::read_tree(&out) {
+            if rel.ends_with(".ign") {
+                molten_testkit::ignition::validate(&out.join(&rel))
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", out.join(&rel).display()));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 9, "only {checked} configs found");
+}
+
+#[test]
+fn no_output_holds_a_secret() {
+    let work = tempfile::tempdir().unwrap();
+    let markers = [
+        "PRIVATE KEY",
+        "passwordHash",
+        "password_hash",
+        "$6$",
+        "$y$",
+        "token=",
+        "auth_token",
+        "METAL_AUTH_TOKEN=",
+    ];
+    let mut scanned = 0;
+    for out in compose_all(work.path()) {
+        for (rel, bytes) in common::read_tree(&out) {
+            let text = String::from_utf8_lossy(&bytes);
+            for marker in markers {
+                // The packet README tells users to export the token themselves (no value).
+                if marker == "METAL_AUTH_TOKEN=" && text.contains("METAL_AUTH_TOKEN=...") {
+                    continue;
+                }
+                assert!(
+                    !text.contains(marker),
+                    "{}/{rel} contains {marker:?}",
+                    out.display()
+                );
+            }
+            scanned += 1;
+        }
+    }
+    assert!(scanned > 20, "only {scanned} files scanned");
+}
+
+/// The dev profile composed for `platform`, its bundle served on 127.0.0.1 as the profile's
+/// host address would serve it.
+struct Served {
+    _work: tempfile::TempDir,
+    out: std::path::PathBuf,
+    cluster: molten::model::Cluster,
+    server: common::serve::FileServer,
+}
+
+fn serve_dev(platform: Platform) -> Served {
+    let work = tempfile::tempdir().unwrap();
+    let agent = common::fake_agent(work.path());
+    let out = work.path().join("out");
+    let server = common::serve::FileServer::start(&out, 0);
+    let profile = common::repo_root().join("profiles/dev.yaml");
+    let options = LoadOptions {
+        platform: Some(platform),
+        agent_override: Some(&agent),
+        strict: false,
+    };
+    let mut cluster = load_file(&profile, &options)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .cluster;
+    cluster.vagrant.host_ip = "127.0.0.1".parse().unwrap();
+    cluster.vagrant.serve_port = server.port();
+    if let Some(ipxe) = cluster.ipxe.as_mut() {
+        ipxe.base_url = format!("http://127.0.0.1:{}", server.port());
+    }
+    let composed = molten::platform::compose(&cluster, platform).unwrap();
+    molten::output::write_bundle(&composed.bundle, &out).unwrap();
+    Served {
+        _work: work,
+        out,
+        cluster,
+        server,
+    }
+}
+
+fn read(root: &Path, path: &str) -> String {
+    let full = root.join(path.trim_start_matches('/'));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+fn mode(root: &Path, path: &str) -> u32 {
+    std::fs::metadata(root.join(path.trim_start_matches('/')))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// What the engine must have written for `node` of the dev cluster.
+fn check_applied_node(
+    root: &Path,
+    served: &Served,
+    node: &molten::model::Node,
+    platform: Platform,
+) {
+    let layout = served.cluster.os.layout();
+    assert_eq!(read(root, "/etc/hostname"), format!("{}\n", node.name));
+    assert_eq!(mode(root, "/etc/hostname"), 0o644);
+
+    let config = NodeConfig::load(&root.join("etc/molten/node.json")).unwrap();
+    assert_eq!(
+        config,
+        molten::nodeconfig::node_config(&served.cluster, node, platform).unwrap()
+    );
+    assert_eq!(mode(root, "/etc/molten/node.json"), 0o644);
+
+    let agent = root.join(layout.agent_binary.trim_start_matches('/'));
+    assert_eq!(std::fs::read(&agent).unwrap(), FAKE_AGENT);
+    assert_eq!(mode(root, layout.agent_binary), 0o755);
+
+    let units = root.join("etc/systemd/system");
+    let dropin = |unit: &str| read(&units, &format!("{unit}.d/20-molten.conf"));
+    let etcd = dropin(layout.etcd_unit);
+    assert!(etcd.contains(&format!("ETCD_NAME={}", node.name)), "{etcd}");
+    assert!(etcd.contains("ETCD_INITIAL_CLUSTER_STATE=new"), "{etcd}");
+    let flannel = dropin(layout.flannel_unit);
+    assert!(
+        flannel.contains("--etcd-prefix=/coreos.com/network"),
+        "{flannel}"
+    );
+    let mc = read(&units, layout.agent_unit);
+    assert!(
+        mc.contains("ExecStart=/opt/bin/mc converge --stage boot"),
+        "{mc}"
+    );
+    let mc_network = read(&units, layout.agent_network_unit);
+    assert!(mc_network.contains("ExecStart=/opt/bin/mc converge --stage network"));
+
+    let presets = read(root, "/etc/systemd/system-preset/20-ignition.preset");
+    for unit in [
+        layout.etcd_unit,
+        layout.flannel_unit,
+        layout.agent_unit,
+        layout.agent_network_unit,
+    ] {
+        assert!(
+            presets.lines().any(|l| l == format!("enable {unit}")),
+            "{unit} not enabled in:\n{presets}"
+        );
+    }
+
+    let keys = find_authorized_keys(&root.join("home/core/.ssh"));
+    for key in &served.cluster.ssh_authorized_keys {
+        assert!(keys.contains(key.as_str()), "key missing for core: {keys}");
+    }
+}
+
+/// Ignition writes `authorized_keys` or a fragment under `authorized_keys.d/`.
+fn find_authorized_keys(ssh: &Path) -> String {
+    let tree = common::read_tree(ssh);
+    assert!(!tree.is_empty(), "no SSH keys under {}", ssh.display());
+    tree.values()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_engine_applies_each_dev_node_behind_its_vagrant_pointer() {
+    let served = serve_dev(Platform::Vagrant);
+    for node in &served.cluster.nodes {
+        let root = tempfile::tempdir().unwrap();
+        let pointer = served.out.join(format!("pointer/{}.ign", node.name));
+        molten_testkit::ignition::apply_files(&pointer, root.path())
+            .unwrap_or_else(|e| panic!("{}: {e:#}", node.name));
+        check_applied_node(root.path(), &served, node, Platform::Vagrant);
+    }
+    let requests = served.server.requests.lock().unwrap().clone();
+    for node in &served.cluster.nodes {
+        let full = format!("/ignition/{}.ign", node.name);
+        assert!(
+            requests.contains(&full),
+            "{full} never fetched: {requests:?}"
+        );
+    }
+    assert!(requests.iter().any(|r| r == "/assets/mc"), "{requests:?}");
+}
+
+#[test]
+fn the_engine_applies_each_dev_node_of_the_ipxe_bundle() {
+    let served = serve_dev(Platform::Ipxe);
+    for node in &served.cluster.nodes {
+        let root = tempfile::tempdir().unwrap();
+        let config = served.out.join(format!("ignition/{}.ign", node.name));
+        molten_testkit::ignition::apply_files(&config, root.path())
+            .unwrap_or_else(|e| panic!("{}: {e:#}", node.name));
+        check_applied_node(root.path(), &served, node, Platform::Ipxe);
+    }
+}
+
+#[test]
+fn the_engine_refuses_an_agent_that_does_not_match_its_hash() {
+    let served = serve_dev(Platform::Ipxe);
+    std::fs::write(served.out.join("assets/mc"), b"tampered").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let node = &served.cluster.nodes[0];
+    let config = served.out.join(format!("ignition/{}.ign", node.name));
+    let err = molten_testkit::ignition::apply_files(&config, root.path()).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("hash") || text.contains("verification"),
+        "{text}"
+    );
+    assert!(!root.path().join("opt/bin/mc").exists());
+}
