@@ -70,6 +70,7 @@ pub fn dropins(
     ip: Ipv4Addr,
     tls: &TlsPaths,
 ) -> anyhow::Result<Vec<DropIn>> {
+    check_bridge(config)?;
     let args = dockerd_args(config, ip, tls);
     for arg in &args {
         check_unit_safe(arg)
@@ -121,6 +122,19 @@ fn flannel_dropin(ip: Ipv4Addr) -> String {
          Environment=FLANNELD_IFACE={ip}\n\
          Environment=FLANNELD_PUBLIC_IP={ip}\n"
     )
+}
+
+/// The default bridge must hold a gateway and containers, and must stay off the flannel
+/// network: that is the point of moving it.
+fn check_bridge(config: &NodeConfig) -> anyhow::Result<()> {
+    let (bridge, flannel) = (config.docker.bridge_cidr, config.flannel.network);
+    if bridge.prefix_len() > 30 {
+        bail!("docker.bridge_cidr {bridge} is too small for a bridge (at most /30)");
+    }
+    if bridge.contains(&flannel.network()) || flannel.contains(&bridge.network()) {
+        bail!("docker.bridge_cidr {bridge} overlaps flannel.network {flannel}");
+    }
+    Ok(())
 }
 
 /// Unit files split on whitespace and expand `$`, `%` and quotes: refuse values that would
@@ -182,6 +196,28 @@ mod tests {
             "-H tcp://10.0.0.10:2376 --tlsverify --tlscacert=/etc/molten/tls/ca.pem \
              --tlscert=/etc/molten/tls/server-cert.pem --tlskey=/etc/molten/tls/server-key.pem"
         );
+    }
+
+    #[test]
+    fn a_bridge_on_the_flannel_network_is_refused() {
+        let mut config = crate::systemd::tests::config(OsVariant::Debian);
+        assert!(check_bridge(&config).is_ok());
+        config.docker.bridge_cidr = "10.1.200.0/24".parse().unwrap();
+        let err = check_bridge(&config).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "docker.bridge_cidr 10.1.200.0/24 overlaps flannel.network 10.1.0.0/16"
+        );
+        config.docker.bridge_cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(
+            check_bridge(&config).is_err(),
+            "a bridge around the network overlaps too"
+        );
+        config.docker.bridge_cidr = "172.30.0.0/31".parse().unwrap();
+        assert!(check_bridge(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("too small"));
     }
 
     #[test]

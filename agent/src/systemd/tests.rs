@@ -61,7 +61,7 @@ impl Systemd for FakeSystemd {
     }
 }
 
-fn config(os: OsVariant) -> NodeConfig {
+pub(super) fn config(os: OsVariant) -> NodeConfig {
     NodeConfig {
         version: NODE_CONFIG_VERSION,
         cluster: "dev".into(),
