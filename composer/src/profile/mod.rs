@@ -56,6 +56,8 @@ pub fn load(
     base_dir: &Path,
     opts: &LoadOptions,
 ) -> Result<Loaded, Diagnostics> {
+    // Editors on some systems start files with a byte-order mark; YAML ignores it, so do we.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(origin_name, text);
     let Some(raw) = parse::parse(text, &mut report) else {
         return Err(report.into_diagnostics());

@@ -35,6 +35,13 @@ const REQUIRED_TOP_KEYS: &[&str] = &["version", "name"];
 const PLATFORM_KEYS: &[&str] = &["packet", "vagrant", "ipxe"];
 
 pub(crate) fn parse(text: &str, report: &mut Report) -> Option<RawProfile> {
+    if let Some(line) = second_document(text) {
+        report.error(
+            &At::new("$", (line, 1)),
+            "a profile is a single YAML document; remove this document marker and what follows",
+        );
+        return None;
+    }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     let root = match marked_yaml::parse_yaml_with_options(0, text, options) {
         Ok(root) => root,
@@ -56,6 +63,34 @@ pub(crate) fn parse(text: &str, report: &mut Report) -> Option<RawProfile> {
             None
         }
     }
+}
+
+/// The line where a second YAML document starts (the loader would silently read only the
+/// first): a `---` after content, or content after a `...` end marker.
+fn second_document(text: &str) -> Option<usize> {
+    let mut seen_content = false;
+    let mut ended_at = None;
+    for (i, line) in text.lines().enumerate() {
+        let is_marker = |m: &str| {
+            line.strip_prefix(m)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+        };
+        if is_marker("---") && seen_content {
+            return Some(i + 1);
+        }
+        if is_marker("...") {
+            ended_at.get_or_insert(i + 1);
+            continue;
+        }
+        let trimmed = line.trim();
+        if !is_marker("---") && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            if ended_at.is_some() {
+                return ended_at;
+            }
+            seen_content = true;
+        }
+    }
+    None
 }
 
 /// `version: 1` is checked before anything else: another version means another format.

@@ -81,7 +81,10 @@ fn rack_plan(base: &str, raw: &RawRack, report: &mut Report) -> Option<RackPlan>
     let start_ip = raw.start_ip.as_ref().and_then(|ip| {
         let at = At::of(format!("{base}.start_ip"), ip);
         match values::ipv4(ip) {
-            Ok(addr) if u64::from(u32::from(addr)) + u64::from(count) - 1 > u64::from(u32::MAX) => {
+            Ok(addr)
+                if u64::from(u32::from(addr)) + u64::from(count.max(1)) - 1
+                    > u64::from(u32::MAX) =>
+            {
                 fail(
                     report,
                     at,
@@ -99,7 +102,7 @@ fn rack_plan(base: &str, raw: &RawRack, report: &mut Report) -> Option<RackPlan>
     let start_mac = raw.start_mac.as_ref().and_then(|mac| {
         let at = At::of(format!("{base}.start_mac"), mac);
         match values::mac(mac) {
-            Ok(m) if mac_number(m) + u64::from(count) - 1 > 0xffff_ffff_ffff => {
+            Ok(m) if mac_number(m) + u64::from(count.max(1)) - 1 > 0xffff_ffff_ffff => {
                 fail(
                     report,
                     at,
