@@ -16,8 +16,10 @@ pub mod docker;
 pub mod etcd;
 pub mod http;
 pub mod ignition;
+pub mod ipxe;
 pub mod mounts;
 pub mod packages;
 pub mod process;
 
 pub use process::{free_port, wait_until, ChildGuard};
+pub mod lab;
