@@ -58,6 +58,7 @@ impl<T: JsonSchema> JsonSchema for Sp<T> {
 #[schemars(title = "molten profile v1")]
 pub struct RawProfile {
     /// Format version of this file; must be 1.
+    #[schemars(range(min = 1, max = 1))]
     pub version: Sp<u32>,
     /// Cluster name: a DNS label (lowercase letters, digits, `-`; at most 63).
     pub name: Sp<String>,
@@ -82,6 +83,7 @@ pub struct RawProfile {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Os")]
 pub enum RawOs {
     /// Flatcar Container Linux: etcd and flanneld run from container images.
     Flatcar,
@@ -92,6 +94,7 @@ pub enum RawOs {
 /// etcd: one member on every node with role `etcd`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Etcd")]
 pub struct RawEtcd {
     /// Flatcar only: image pinned by digest (`repo[:tag]@sha256:<64 hex>`).
     pub image: Option<Sp<String>>,
@@ -106,6 +109,7 @@ pub struct RawEtcd {
 /// The flannel overlay network; each zone gets one subnet of it.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Flannel")]
 pub struct RawFlannel {
     /// IPv4 CIDR of the overlay. Default `10.1.0.0/16`.
     pub network: Option<Sp<String>>,
@@ -121,6 +125,7 @@ pub struct RawFlannel {
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Docker")]
 pub struct RawDocker {
     /// IPv4 CIDR of the default bridge `docker0`. Default `10.255.240.0/20`.
     pub bridge_cidr: Option<Sp<String>>,
@@ -131,6 +136,7 @@ pub struct RawDocker {
 /// The `mc` binary: a local file (`path`) or a download (`url` + `sha512`).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Agent")]
 pub struct RawAgent {
     /// Local file, relative to the profile's directory unless absolute.
     pub path: Option<Sp<String>>,
@@ -142,6 +148,7 @@ pub struct RawAgent {
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Bosh")]
 pub struct RawBosh {
     /// Create the Docker network BOSH uses. Default true.
     pub enabled: Option<Sp<bool>>,
@@ -151,6 +158,7 @@ pub struct RawBosh {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Role")]
 pub enum RawRole {
     /// Runs an etcd member.
     Etcd,
@@ -160,6 +168,7 @@ pub enum RawRole {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Node")]
 pub struct RawNode {
     /// Hostname and etcd member name: a DNS label.
     pub name: Sp<String>,
@@ -179,14 +188,17 @@ pub struct RawNode {
 /// `digits`, gets zone `start_zone` + k, address `start_ip` + k and MAC `start_mac` + k.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Rack")]
 pub struct RawRack {
     /// Name prefix, e.g. `rack-a-`.
     pub prefix: Sp<String>,
-    /// Number of nodes (at least 1).
+    /// Number of nodes, 1 to 4096.
+    #[schemars(range(min = 1, max = 4096))]
     pub count: Sp<u32>,
     /// Number in the first node's name. Default 1.
     pub start_index: Option<Sp<u32>>,
-    /// Zero-padded width of the number in names. Default 2.
+    /// Zero-padded width of the number in names, 1 to 10. Default 2.
+    #[schemars(range(min = 1, max = 10))]
     pub digits: Option<Sp<u8>>,
     /// Zone of the first node.
     pub start_zone: Sp<u32>,
@@ -204,6 +216,7 @@ pub struct RawRack {
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Platforms")]
 pub struct RawPlatforms {
     pub packet: Option<Sp<RawPacket>>,
     pub vagrant: Option<Sp<RawVagrant>>,
@@ -213,6 +226,7 @@ pub struct RawPlatforms {
 /// Packet / Equinix Metal (Terraform output).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Packet")]
 pub struct RawPacket {
     pub project_id: Sp<String>,
     /// Metro code, e.g. `am`.
@@ -228,6 +242,7 @@ pub struct RawPacket {
 /// Vagrant with VirtualBox; every key has a default.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Vagrant")]
 pub struct RawVagrant {
     /// Default `flatcar-stable`.
     #[serde(rename = "box")]
@@ -245,6 +260,7 @@ pub struct RawVagrant {
 /// Network boot with iPXE.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Ipxe")]
 pub struct RawIpxe {
     /// http(s) URL the booting nodes reach the bundle at.
     pub base_url: Sp<String>,
