@@ -88,7 +88,7 @@ pub(super) fn install_disk(
 
 fn explicit(i: usize, raw: &Sp<RawNode>, report: &mut Report) -> Draft {
     let base = format!("$.nodes[{i}]");
-    let entry = At::of(base.clone(), raw);
+    let entry = report.item_at(At::of(base.clone(), raw));
     let name_at = At::of(format!("{base}.name"), &raw.name);
     if let Err(m) = values::dns_label(&raw.name) {
         report.error(&name_at, format!("node name {m}"));

@@ -159,7 +159,7 @@ fn mac_from_number(n: u64) -> MacAddr {
 pub(super) fn rack_nodes(i: usize, raw: &Sp<RawRack>, report: &mut Report) -> Option<Vec<Draft>> {
     let base = format!("$.racks[{i}]");
     let plan = rack_plan(&base, raw, report)?;
-    let entry = At::of(base.clone(), raw);
+    let entry = report.item_at(At::of(base.clone(), raw));
     let at = |key: &str, value: (usize, usize)| At::new(format!("{base}.{key}"), value);
     let mut drafts = Vec::new();
     for (k, name) in (0u32..).zip(&plan.names) {

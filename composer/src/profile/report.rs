@@ -74,6 +74,32 @@ impl<'a> Report<'a> {
         });
     }
 
+    /// The place of a list item written as `- key: value`: the loader marks a block mapping at
+    /// the `:` of its first key, but readers look for the item at the key itself.
+    pub fn item_at(&self, at: At) -> At {
+        let Some(line) = at.line.checked_sub(1).and_then(|i| self.lines.get(i)) else {
+            return at;
+        };
+        let indent = line.len() - line.trim_start().len();
+        let key_column = indent + 3; // just after `- `, 1-based
+        let Some(rest) = line.get(indent..).and_then(|r| r.strip_prefix("- ")) else {
+            return at;
+        };
+        if at.column <= key_column {
+            return at;
+        }
+        // The mark sits on the `:` after the first key.
+        let first_key: String = rest.chars().take(at.column + 1 - key_column).collect();
+        if first_key.ends_with(':') {
+            At {
+                column: key_column,
+                ..at
+            }
+        } else {
+            at
+        }
+    }
+
     pub fn error_count(&self) -> usize {
         self.found.iter().filter(|d| d.is_error()).count()
     }
