@@ -45,7 +45,11 @@ impl Cpio {
     fn entry(&mut self, path: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
         let name = path.trim_start_matches('/');
         self.next_inode += 1;
-        let ino = if name == "TRAILER!!!" { 0 } else { self.next_inode };
+        let ino = if name == "TRAILER!!!" {
+            0
+        } else {
+            self.next_inode
+        };
         let fields = [
             ino,
             mode,
@@ -63,7 +67,8 @@ impl Cpio {
         ];
         self.out.extend_from_slice(b"070701");
         for field in fields {
-            self.out.extend_from_slice(format!("{field:08x}").as_bytes());
+            self.out
+                .extend_from_slice(format!("{field:08x}").as_bytes());
         }
         self.out.extend_from_slice(name.as_bytes());
         self.out.push(0);
@@ -116,9 +121,21 @@ mod tests {
         let listing = String::from_utf8(out.stdout).unwrap();
         let lines: Vec<&str> = listing.lines().collect();
         assert_eq!(lines.len(), 4, "{listing}");
-        assert!(lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" bin"), "{listing}");
-        assert!(lines[1].starts_with("-rwxr-xr-x") && lines[1].contains(" 18 "), "{listing}");
-        assert!(lines[2].starts_with("lrwxrwxrwx") && lines[2].ends_with("bin/sh -> busybox"), "{listing}");
-        assert!(lines[3].starts_with("crw-------") && lines[3].contains("5,"), "{listing}");
+        assert!(
+            lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" bin"),
+            "{listing}"
+        );
+        assert!(
+            lines[1].starts_with("-rwxr-xr-x") && lines[1].contains(" 18 "),
+            "{listing}"
+        );
+        assert!(
+            lines[2].starts_with("lrwxrwxrwx") && lines[2].ends_with("bin/sh -> busybox"),
+            "{listing}"
+        );
+        assert!(
+            lines[3].starts_with("crw-------") && lines[3].contains("5,"),
+            "{listing}"
+        );
     }
 }

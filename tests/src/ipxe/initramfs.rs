@@ -112,14 +112,21 @@ pub fn installed_kernel() -> Result<(String, PathBuf)> {
     eprintln!("molten-testkit: no kernel in /boot; installing Debian package linux-image-amd64");
     for args in [
         &["update", "-qq"][..],
-        &["install", "-y", "-qq", "--no-install-recommends", "linux-image-amd64"][..],
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "linux-image-amd64",
+        ][..],
     ] {
         run(Command::new("apt-get")
             .args(["-o", "DPkg::Lock::Timeout=300"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    find_kernel()?.ok_or_else(|| anyhow!("installed linux-image-amd64 but found no kernel in /boot"))
+    find_kernel()?
+        .ok_or_else(|| anyhow!("installed linux-image-amd64 but found no kernel in /boot"))
 }
 
 fn find_kernel() -> Result<Option<(String, PathBuf)>> {
@@ -155,10 +162,16 @@ fn archive(release: &str) -> Result<Vec<u8>> {
     let mut load_order = String::new();
     for module in &modules {
         let name = module_file_name(module);
-        files.insert(format!("lib/modules/{name}"), (0o644, read_module(release, module)?));
+        files.insert(
+            format!("lib/modules/{name}"),
+            (0o644, read_module(release, module)?),
+        );
         load_order.push_str(&format!("{name}\n"));
     }
-    files.insert("etc/molten-modules".into(), (0o644, load_order.into_bytes()));
+    files.insert(
+        "etc/molten-modules".into(),
+        (0o644, load_order.into_bytes()),
+    );
     files.insert("etc/udhcpc.script".into(), (0o755, UDHCPC_SCRIPT.into()));
     files.insert("init".into(), (0o755, INIT.into()));
 
@@ -199,7 +212,8 @@ fn shared_libraries(binary: &str) -> Result<Vec<String>> {
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        if text.contains("not a dynamic executable") || stderr.contains("not a dynamic executable") {
+        if text.contains("not a dynamic executable") || stderr.contains("not a dynamic executable")
+        {
             return Ok(Vec::new());
         }
         bail!("ldd {binary} failed: {stderr}");
@@ -223,7 +237,8 @@ fn parse_ldd(text: &str) -> Vec<String> {
 /// `modules.dep` paths of `wanted` and everything they depend on, dependencies first.
 fn module_closure(release: &str, wanted: &[&str]) -> Result<Vec<String>> {
     let dep_file = format!("/lib/modules/{release}/modules.dep");
-    let text = std::fs::read_to_string(&dep_file).with_context(|| format!("cannot read {dep_file}"))?;
+    let text =
+        std::fs::read_to_string(&dep_file).with_context(|| format!("cannot read {dep_file}"))?;
     let deps = parse_modules_dep(&text);
     let mut order = Vec::new();
     for name in wanted {
@@ -286,7 +301,10 @@ fn read_module(release: &str, rel: &str) -> Result<Vec<u8>> {
         .output()
         .with_context(|| format!("cannot run {tool} to decompress {path}"))?;
     if !output.status.success() {
-        bail!("{tool} -d {path} failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{tool} -d {path} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(output.stdout)
 }
@@ -352,7 +370,19 @@ mod tests {
         let mut order = Vec::new();
         visit("kernel/drivers/net/virtio_net.ko.xz", &deps, &mut order).unwrap();
         let names: Vec<&str> = order.iter().map(|p| module_name(p)).collect();
-        assert_eq!(names, ["failover", "net_failover", "virtio_ring", "virtio", "virtio_net"]);
-        assert_eq!(module_file_name("kernel/net/core/failover.ko.zst"), "failover.ko");
+        assert_eq!(
+            names,
+            [
+                "failover",
+                "net_failover",
+                "virtio_ring",
+                "virtio",
+                "virtio_net"
+            ]
+        );
+        assert_eq!(
+            module_file_name("kernel/net/core/failover.ko.zst"),
+            "failover.ko"
+        );
     }
 }

@@ -29,9 +29,19 @@ impl PxeMachine {
     pub fn boot(bootfile_url: &str, mac: &str, serial: &Path) -> Result<PxeMachine> {
         ensure_binary(QEMU, "qemu-system-x86")?;
         ensure_binary(IPXE_ROM, "ipxe-qemu")?;
-        let log = File::create(serial).with_context(|| format!("cannot create {}", serial.display()))?;
+        let log =
+            File::create(serial).with_context(|| format!("cannot create {}", serial.display()))?;
         let child = Command::new(QEMU)
-            .args(["-accel", "tcg", "-nographic", "-m", "1024", "-boot", "n", "-no-reboot"])
+            .args([
+                "-accel",
+                "tcg",
+                "-nographic",
+                "-m",
+                "1024",
+                "-boot",
+                "n",
+                "-no-reboot",
+            ])
             .arg("-netdev")
             .arg(format!("user,id=n0,bootfile={bootfile_url}"))
             .arg("-device")
@@ -42,7 +52,8 @@ impl PxeMachine {
             .spawn()
             .context("cannot start qemu-system-x86_64")?;
         Ok(PxeMachine {
-            guard: ChildGuard::new(format!("qemu ({mac})"), child).with_grace(Duration::from_secs(5)),
+            guard: ChildGuard::new(format!("qemu ({mac})"), child)
+                .with_grace(Duration::from_secs(5)),
             serial: serial.to_path_buf(),
         })
     }
@@ -71,7 +82,10 @@ impl PxeMachine {
                 bail!("qemu exited ({status}) before the console showed {needle:?}; console ends:\n{}", tail(&self.console()));
             }
             if Instant::now() >= deadline {
-                bail!("the console did not show {needle:?} within {timeout:?}; console ends:\n{}", tail(&console));
+                bail!(
+                    "the console did not show {needle:?} within {timeout:?}; console ends:\n{}",
+                    tail(&console)
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -86,7 +100,10 @@ impl PxeMachine {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                bail!("qemu did not exit within {timeout:?}; console ends:\n{}", tail(&self.console()));
+                bail!(
+                    "qemu did not exit within {timeout:?}; console ends:\n{}",
+                    tail(&self.console())
+                );
             }
             std::thread::sleep(Duration::from_millis(250));
         }

@@ -15,17 +15,25 @@ pub fn build_binaries(bins: &[(&str, &str)]) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--locked", "--quiet", "--manifest-path"]).arg(&manifest);
-    if profile_dir.file_name().is_some_and(|name| name == "release") {
+    cmd.args(["build", "--locked", "--quiet", "--manifest-path"])
+        .arg(&manifest);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
         cmd.arg("--release");
     }
     for (package, bin) in bins {
         cmd.args(["-p", package, "--bin", bin]);
     }
     // The target dir is the one this test was built into, whatever CARGO_TARGET_DIR says.
-    let target = profile_dir.parent().ok_or_else(|| anyhow!("no target dir above {}", profile_dir.display()))?;
+    let target = profile_dir
+        .parent()
+        .ok_or_else(|| anyhow!("no target dir above {}", profile_dir.display()))?;
     cmd.env("CARGO_TARGET_DIR", target);
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -41,9 +49,14 @@ pub fn build_binaries(bins: &[(&str, &str)]) -> Result<PathBuf> {
 /// `<target>/<profile>`: the test executable lives in its `deps/`.
 pub fn profile_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the test executable")?;
-    let deps = exe.parent().ok_or_else(|| anyhow!("{} has no parent", exe.display()))?;
+    let deps = exe
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent", exe.display()))?;
     if deps.file_name().is_none_or(|name| name != "deps") {
-        bail!("expected the test executable in a cargo `deps` directory, found {}", exe.display());
+        bail!(
+            "expected the test executable in a cargo `deps` directory, found {}",
+            exe.display()
+        );
     }
     Ok(deps.parent().expect("deps has a parent").to_path_buf())
 }
