@@ -2,19 +2,15 @@
 //! is logged. Requests are written raw so paths reach the server exactly as sent (HTTP clients
 //! would normalize `../` away).
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod serve_support;
 
-use molten::serve::{self, LogSink};
+use std::path::Path;
+
+use molten::serve;
+use serve_support::{request, Running};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 
 const MAC1: &str = "52-54-00-12-34-56";
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A small ipxe-like bundle: two nodes, a 100 KiB "kernel", and a file that exists on disk but is
 /// not listed in SHA256SUMS.
@@ -51,117 +47,19 @@ fn write_bundle(dir: &Path) {
     std::fs::write(dir.join("secret.txt"), "not listed\n").unwrap();
 }
 
+fn bundle_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path());
+    dir
+}
+
 fn kernel_bytes() -> Vec<u8> {
     (0..100 * 1024u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-struct Running {
-    addr: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    async fn start() -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        write_bundle(dir.path());
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink_lines = lines.clone();
-        let sink: LogSink =
-            Arc::new(move |line: &str| sink_lines.lock().unwrap().push(line.to_string()));
-        let server = serve::bind(dir.path(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
-            .with_log(sink);
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Running {
-            addr,
-            lines,
-            stop: Some(stop),
-            task,
-            _dir: dir,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    async fn stop(mut self) -> anyhow::Result<()> {
-        self.stop.take().unwrap().send(()).unwrap();
-        tokio::time::timeout(TIMEOUT, &mut self.task)
-            .await
-            .expect("server did not stop after the shutdown signal")
-            .unwrap()
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends `METHOD target` with extra header lines, reads until the server closes.
-async fn request(addr: SocketAddr, method: &str, target: &str, extra: &str) -> Reply {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let head =
-            format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        raw
-    };
-    let raw = tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .expect("request timed out");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').unwrap();
-            (name.trim().to_string(), value.trim().to_string())
-        })
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_listed_files_with_their_types() {
-    let server = Running::start().await;
+    let server = Running::start_in(bundle_dir()).await;
     let boot = request(server.addr, "GET", "/boot.ipxe", "").await;
     assert_eq!(boot.status, 200);
     assert_eq!(boot.body, b"#!ipxe\nchain nodes/${mac:hexhyp}.ipxe\n");
@@ -196,7 +94,7 @@ async fn serves_listed_files_with_their_types() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unlisted_paths_are_not_found_and_directories_are_not_listed() {
-    let server = Running::start().await;
+    let server = Running::start_in(bundle_dir()).await;
     for target in ["/secret.txt", "/", "/nodes/", "/nodes", "/ignition/n3.ign"] {
         let reply = request(server.addr, "GET", target, "").await;
         assert_eq!(reply.status, 404, "{target}");
@@ -210,7 +108,7 @@ async fn unlisted_paths_are_not_found_and_directories_are_not_listed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn path_traversal_is_refused() {
-    let server = Running::start().await;
+    let server = Running::start_in(bundle_dir()).await;
     for target in [
         "/../secret.txt",
         "/nodes/../secret.txt",
@@ -229,7 +127,7 @@ async fn path_traversal_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn head_sends_the_length_without_a_body() {
-    let server = Running::start().await;
+    let server = Running::start_in(bundle_dir()).await;
     let reply = request(server.addr, "HEAD", "/assets/kernel", "").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-length"), Some("102400"));
@@ -239,7 +137,7 @@ async fn head_sends_the_length_without_a_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn range_requests_get_partial_content() {
-    let server = Running::start().await;
+    let server = Running::start_in(bundle_dir()).await;
     let kernel = kernel_bytes();
     let reply = request(
         server.addr,
@@ -272,7 +170,7 @@ async fn range_requests_get_partial_content() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_one_line_per_request_with_the_node() {
-    let server = Running::start().await;
+    let server = Running::start_in(bundle_dir()).await;
     let script = format!("/nodes/{MAC1}.ipxe");
     let unknown = "/nodes/52-54-00-ff-ff-ff.ipxe";
     let script_reply = request(server.addr, "GET", &script, "").await;
