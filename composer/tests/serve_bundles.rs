@@ -15,12 +15,16 @@ use serde_json::Value;
 use serve_support::{request, Running};
 use sha2::{Digest, Sha512};
 
-fn dev_profile() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/dev.yaml")
+fn shipped_profile(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../profiles/{name}.yaml"))
 }
 
 /// Composes the dev profile for `platform` into a temp dir, as `molten compose` does.
 fn composed(platform: Platform) -> (tempfile::TempDir, Vec<String>) {
+    composed_profile("dev", platform)
+}
+
+fn composed_profile(profile: &str, platform: Platform) -> (tempfile::TempDir, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let agent = dir.path().join("mc");
     std::fs::write(&agent, FAKE_AGENT).unwrap();
@@ -29,7 +33,8 @@ fn composed(platform: Platform) -> (tempfile::TempDir, Vec<String>) {
         agent_override: Some(&agent),
         strict: false,
     };
-    let loaded = load_file(&dev_profile(), &options).expect("the dev profile is valid");
+    let loaded =
+        load_file(&shipped_profile(profile), &options).expect("shipped profiles are valid");
     let nodes = loaded
         .cluster
         .nodes
@@ -136,5 +141,41 @@ async fn ipxe_scripts_are_logged_with_the_node_they_boot() {
             "{logged}"
         );
     }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_to_disk_configs_are_told_apart_from_full_configs() {
+    let (dir, nodes) = composed_profile("rack", Platform::Ipxe);
+    let root = bundle_root(dir);
+    let server = Running::start_in(root).await;
+    let script = "/nodes/52-54-00-0a-01-11.ipxe";
+    for path in [
+        script,
+        "/ignition/rack-a-01-install.ign",
+        "/ignition/rack-a-01.ign",
+    ] {
+        assert_eq!(
+            request(server.addr, "GET", path, "").await.status,
+            200,
+            "{path}"
+        );
+    }
+    let lines = server.lines();
+    let logged = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in {lines:#?}"))
+            .clone()
+    };
+    assert!(logged(script).ends_with(" node=rack-a-01 mac=52-54-00-0a-01-11"));
+    assert!(logged("GET /ignition/rack-a-01-install.ign").ends_with(" node=rack-a-01"));
+    logged("node rack-a-01 fetched its install-to-disk config ignition/rack-a-01-install.ign");
+    let summary = logged("node rack-a-01 fetched its Ignition config ignition/rack-a-01.ign");
+    assert!(
+        summary.ends_with(&format!("; 1 of {} nodes have fetched theirs", nodes.len())),
+        "{summary}"
+    );
     server.stop().await.unwrap();
 }

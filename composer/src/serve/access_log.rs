@@ -63,6 +63,19 @@ pub fn fetched_line(
     )
 }
 
+pub fn install_fetched_line(
+    now: SystemTime,
+    node: &str,
+    rel: &str,
+    bytes: u64,
+    sha256: &str,
+) -> String {
+    format!(
+        "{} node {node} fetched its install-to-disk config {rel} ({bytes} bytes, sha256 {sha256})",
+        utc_timestamp(now)
+    )
+}
+
 /// RFC 3339 UTC with seconds, e.g. `2026-11-22T02:50:18Z`.
 pub fn utc_timestamp(now: SystemTime) -> String {
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

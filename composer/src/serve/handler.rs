@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_http::services::ServeFile;
 
-use super::access_log::{fetched_line, request_line, LogSink, RequestRecord};
+use super::access_log::{fetched_line, install_fetched_line, request_line, LogSink, RequestRecord};
 use super::manifest::{Manifest, MANIFEST_NAME};
 use super::nodes::{NodeFile, NodeIndex};
 
@@ -56,10 +56,15 @@ pub async fn handle(
             node_file,
         },
     ));
-    if let (true, Some(NodeFile::Config { node })) =
-        (method == Method::GET && status == StatusCode::OK, node_file)
-    {
-        log_fetched(&shared, now, node, &rel, bytes);
+    if method == Method::GET && status == StatusCode::OK {
+        match node_file {
+            Some(NodeFile::Config { node }) => log_fetched(&shared, now, node, &rel, bytes),
+            Some(NodeFile::InstallConfig { node }) => {
+                let sha256 = shared.manifest.get(&rel).map_or("?", |e| e.sha256.as_str());
+                (shared.log)(&install_fetched_line(now, node, &rel, bytes, sha256));
+            }
+            _ => {}
+        }
     }
     response
 }

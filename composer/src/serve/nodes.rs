@@ -1,8 +1,8 @@
 //! Which node a request is about, read from the bundle itself: `ignition/<node>.ign` names a
-//! node's config, and `nodes/<mac>.ipxe` names the config it boots with via its
-//! `ignition.config.url=` argument.
+//! node's config (`ignition/<node>-install.ign` its install-to-disk config when both exist), and
+//! `nodes/<mac>.ipxe` names the config it boots with via its `ignition.config.url=` argument.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::manifest::Manifest;
 
@@ -13,13 +13,15 @@ pub enum NodeFile {
     Script { mac: String, node: Option<String> },
     /// The node's Ignition config, `ignition/<node>.ign`.
     Config { node: String },
+    /// The config that installs the node to disk, `ignition/<node>-install.ign`.
+    InstallConfig { node: String },
 }
 
 impl NodeFile {
     pub fn node(&self) -> Option<&str> {
         match self {
             NodeFile::Script { node, .. } => node.as_deref(),
-            NodeFile::Config { node } => Some(node),
+            NodeFile::Config { node } | NodeFile::InstallConfig { node } => Some(node),
         }
     }
 }
@@ -34,14 +36,28 @@ impl NodeIndex {
     /// Indexes the manifest's node files. A script whose config cannot be found still maps to its
     /// MAC (the log then shows the MAC alone).
     pub fn build(manifest: &Manifest) -> NodeIndex {
+        let configs: BTreeSet<String> = manifest
+            .entries()
+            .filter_map(|e| config_node(&e.rel))
+            .collect();
+        // `<node>-install` is an install config only when `<node>` has a config too.
+        let owner = |name: String| match name.strip_suffix("-install") {
+            Some(base) if configs.contains(base) => (base.to_string(), true),
+            _ => (name, false),
+        };
         let mut files = BTreeMap::new();
         for entry in manifest.entries() {
-            if let Some(node) = config_node(&entry.rel) {
-                files.insert(entry.rel.clone(), NodeFile::Config { node });
+            if let Some(name) = config_node(&entry.rel) {
+                let file = match owner(name) {
+                    (node, true) => NodeFile::InstallConfig { node },
+                    (node, false) => NodeFile::Config { node },
+                };
+                files.insert(entry.rel.clone(), file);
             } else if let Some(mac) = script_mac(&entry.rel) {
                 let node = std::fs::read_to_string(&entry.path)
                     .ok()
-                    .and_then(|script| node_of_script(&script));
+                    .and_then(|script| node_of_script(&script))
+                    .map(|name| owner(name).0);
                 files.insert(entry.rel.clone(), NodeFile::Script { mac, node });
             }
         }
@@ -58,7 +74,7 @@ impl NodeIndex {
             .values()
             .filter_map(|file| match file {
                 NodeFile::Config { node } => Some(node.as_str()),
-                NodeFile::Script { .. } => None,
+                NodeFile::Script { .. } | NodeFile::InstallConfig { .. } => None,
             })
             .collect()
     }
