@@ -2,6 +2,7 @@
 //! mutual TLS), the BOSH network on this node's flannel subnet, and flannel's MTU.
 
 mod network;
+mod tls;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -38,18 +39,15 @@ pub async fn connect(host: &str, tls: Option<&ClientTls>) -> anyhow::Result<Dock
     let docker = match (host.split_once("://"), tls) {
         (Some(("unix", _)), None) => {
             Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(anyhow::Error::from)
         }
         (Some(("unix", _)), Some(_)) => bail!("Docker host {host}: TLS needs a tcp:// host"),
-        (Some(("tcp", _)), Some(tls)) => Docker::connect_with_ssl(
-            host,
-            &tls.key,
-            &tls.cert,
-            &tls.ca,
-            REQUEST_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        ),
+        (Some(("tcp", _)), Some(client_tls)) => {
+            tls::connect(host, client_tls, REQUEST_TIMEOUT_SECS)
+        }
         (Some(("tcp", _)), None) => {
             Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(anyhow::Error::from)
         }
         _ => bail!("Docker host {host:?}: expected unix:///path or tcp://host:port"),
     }

@@ -1,0 +1,134 @@
+//! Mutual TLS to dockerd that trusts the cluster CA and nothing else.
+//!
+//! bollard's own TLS client adds the machine's public root certificates to the CA file it is
+//! given, so any publicly trusted certificate for the node's address would pass for the node.
+//! This transport builds the rustls configuration from the CA file alone.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bollard::{BollardRequest, Docker};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::ClientTls;
+
+/// A bollard client for `tcp://host:port` over mutual TLS with `tls`.
+pub(crate) fn connect(host: &str, tls: &ClientTls, timeout_secs: u64) -> anyhow::Result<Docker> {
+    let addr = host
+        .strip_prefix("tcp://")
+        .with_context(|| format!("Docker host {host:?}: TLS needs a tcp:// host"))?;
+    let config = client_config(tls)?;
+    let mut http = HttpConnector::new();
+    // The connector sees https:// URIs; hyper's plain connector would refuse them.
+    http.enforce_http(false);
+    let https = HttpsConnector::from((http, config));
+    let client = Client::builder(TokioExecutor::new()).build(https);
+    let transport = move |request: BollardRequest| {
+        let client = client.clone();
+        async move { Ok(client.request(request).await?) }
+    };
+    Ok(Docker::connect_with_custom_transport(
+        transport,
+        Some(format!("https://{addr}")),
+        timeout_secs,
+        bollard::API_DEFAULT_VERSION,
+    )?)
+}
+
+/// rustls settings: roots = the CA file only; this client's certificate chain and key.
+/// Errors name the file, never its content (one of them is a private key).
+fn client_config(tls: &ClientTls) -> anyhow::Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(&tls.ca, "CA certificate")? {
+        roots
+            .add(cert)
+            .with_context(|| format!("{:?} is not a usable CA certificate", tls.ca))?;
+    }
+    let chain = read_certs(&tls.cert, "client certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|err| anyhow::anyhow!("{err}"))
+        .with_context(|| format!("cannot read the client key {:?}", tls.key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("no TLS protocol version available")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .with_context(|| {
+            format!(
+                "the client key {:?} does not fit the certificate {:?}",
+                tls.key, tls.cert
+            )
+        })
+}
+
+fn read_certs(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| anyhow::anyhow!("{err}"))
+        .with_context(|| format!("cannot read the {what} {path:?}"))?;
+    if certs.is_empty() {
+        bail!("the {what} file {path:?} holds no PEM certificate");
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn files(ca: &str, cert: &str, key: &str) -> (tempfile::TempDir, ClientTls) {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = ClientTls {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        fs::write(&tls.ca, ca).unwrap();
+        fs::write(&tls.cert, cert).unwrap();
+        fs::write(&tls.key, key).unwrap();
+        (dir, tls)
+    }
+
+    fn self_signed() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_complete_set_of_files_makes_a_config() {
+        let (cert, key) = self_signed();
+        let (_dir, tls) = files(&cert, &cert, &key);
+        assert!(client_config(&tls).is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_never_the_key() {
+        let (cert, key) = self_signed();
+        let (_dir, tls) = files("not a certificate\n", &cert, &key);
+        let err = format!("{:#}", client_config(&tls).unwrap_err());
+        assert!(
+            err.contains("ca.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+
+        let (_other_cert, other_key) = self_signed();
+        let (_dir, tls) = files(&cert, &cert, &other_key);
+        let err = format!("{:#}", client_config(&tls).unwrap_err());
+        assert!(err.contains("does not fit"), "{err}");
+        assert!(!err.contains("PRIVATE KEY"), "{err}");
+
+        let (_dir, mut tls) = files(&cert, &cert, &key);
+        tls.key = tls.key.with_file_name("missing.pem");
+        let err = format!("{:#}", client_config(&tls).unwrap_err());
+        assert!(err.contains("missing.pem"), "{err}");
+    }
+}
