@@ -137,6 +137,21 @@ pub async fn put(client: &mut Client, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Puts several keys in one transaction, so a reader never sees one without the others (a
+/// certificate without its key).
+pub async fn put_all(client: &mut Client, pairs: &[(&str, &str)]) -> Result<()> {
+    let puts: Vec<TxnOp> = pairs
+        .iter()
+        .map(|(key, value)| TxnOp::put(*key, *value, None))
+        .collect();
+    let keys = pairs.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ");
+    client
+        .txn(Txn::new().and_then(puts))
+        .await
+        .with_context(|| format!("etcd transaction writing {keys}"))?;
+    Ok(())
+}
+
 /// Result of a create-if-absent transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {

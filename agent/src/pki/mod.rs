@@ -169,8 +169,11 @@ async fn ensure_pair(
             pair
         }
     };
-    etcd::put(client, &cert_key, &pair.cert_pem).await?;
-    etcd::put(client, &key_key, &pair.key_pem).await?;
+    etcd::put_all(
+        client,
+        &[(&cert_key, &pair.cert_pem), (&key_key, &pair.key_pem)],
+    )
+    .await?;
     Ok(pair)
 }
 
