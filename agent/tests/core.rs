@@ -9,5 +9,6 @@ mod core {
     pub mod flannel;
     pub mod idempotence;
     pub mod pki;
+    pub mod status;
     pub mod support;
 }

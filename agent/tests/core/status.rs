@@ -1,0 +1,45 @@
+//! `mc status` reads the cluster from etcd and probes each node's Docker endpoint.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::Duration;
+
+use mc::converge::Stage;
+use molten_testkit::etcd::EtcdServer;
+
+use super::support::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn healthy_and_unreachable_nodes_are_told_apart() {
+    let etcd = EtcdServer::start().unwrap();
+    // node-0's "Docker" listens (a plain TCP listener on its TLS port); node-1's does not.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut up = node_config("node-0", 0, Ipv4Addr::LOCALHOST, &etcd.endpoint());
+    up.docker.tls_port = listener.local_addr().unwrap().port();
+    let mut down = node_config("node-1", 1, Ipv4Addr::new(127, 0, 0, 2), &etcd.endpoint());
+    down.docker.tls_port = molten_testkit::free_port().unwrap();
+    for config in [up, down] {
+        let node = Node::new(config);
+        assert!(node
+            .converge(Stage::Boot, None, &RecordingSystemd::default())
+            .ok());
+    }
+
+    let out = run_mc(&["status", "--etcd", &etcd.endpoint(), "--json"], LIMIT);
+    assert!(!out.status.success(), "one node is unreachable");
+    let views: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(views[0]["name"], "node-0");
+    assert_eq!(views[0]["health"], "ok");
+    assert_eq!(views[0]["subnet"], "10.213.1.0/24");
+    assert!(views[0]["age_seconds"].as_i64().unwrap() < 600);
+    assert_eq!(views[1]["name"], "node-1");
+    assert_eq!(views[1]["health"], "unreachable");
+
+    // Without the probe both are ok, and the exit code says so.
+    let out = run_mc(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let table = text(&out.stdout);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.lines().skip(1).all(|l| l.contains(" ok")), "{table}");
+}
