@@ -18,4 +18,4 @@ pub mod pki;
 pub mod records;
 pub mod status;
 pub mod systemd;
-pub mod time;
+pub mod timestamp;

@@ -128,7 +128,7 @@ pub fn view(
         }
     };
     v.last_converge = Some(status.finished.clone());
-    let age = crate::time::parse_rfc3339(&status.finished).map(|t| (now - t).whole_seconds());
+    let age = crate::timestamp::parse_rfc3339(&status.finished).map(|t| (now - t).whole_seconds());
     v.age_seconds = age;
     v.health = if let Some(step) = status.failed_step() {
         v.failed_step = Some(step.name.clone());
@@ -245,8 +245,8 @@ mod tests {
                 duration_ms: 3,
             }],
             ok: !failed,
-            started: crate::time::rfc3339(finished),
-            finished: crate::time::rfc3339(finished),
+            started: crate::timestamp::rfc3339(finished),
+            finished: crate::timestamp::rfc3339(finished),
             duration_ms: 3,
             mc_version: "0".into(),
         }

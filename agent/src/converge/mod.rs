@@ -114,7 +114,7 @@ pub fn load_config(path: &Path) -> Result<NodeConfig> {
 /// cannot be read; every other failure is a failed step in the report.
 pub async fn converge(options: &Options, systemd: &dyn Systemd) -> Result<Report> {
     let config = load_config(&options.config_path())?;
-    let started_at = crate::time::now();
+    let started_at = crate::timestamp::now();
     let started = Instant::now();
     let mut run = steps::Run::new(options, &config, systemd);
     run.execute().await;
@@ -124,8 +124,8 @@ pub async fn converge(options: &Options, systemd: &dyn Systemd) -> Result<Report
         node: config.node.name.clone(),
         steps: outcomes.clone(),
         ok: !outcomes.iter().any(StepOutcome::failed),
-        started: crate::time::rfc3339(started_at),
-        finished: crate::time::rfc3339(crate::time::now()),
+        started: crate::timestamp::rfc3339(started_at),
+        finished: crate::timestamp::rfc3339(crate::timestamp::now()),
         duration_ms: started.elapsed().as_millis() as u64,
         mc_version: MC_VERSION.to_string(),
     };
@@ -176,4 +176,68 @@ pub fn summary(report: &Report) -> String {
         out.push_str(&format!("status not published: {e}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, state: State, error: Option<&str>) -> StepOutcome {
+        StepOutcome {
+            name: name.into(),
+            stage: "boot".into(),
+            state,
+            detail: "d".into(),
+            error: error.map(str::to_string),
+            duration_ms: 2,
+        }
+    }
+
+    fn report(steps: Vec<StepOutcome>, publish_error: Option<&str>) -> Report {
+        Report {
+            status: Status {
+                node: "n".into(),
+                steps: steps.clone(),
+                ok: true,
+                started: String::new(),
+                finished: String::new(),
+                duration_ms: 0,
+                mc_version: MC_VERSION.into(),
+            },
+            steps,
+            publish_error: publish_error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let unchanged = report(vec![step("etcd", State::Unchanged, None)], None);
+        assert!(unchanged.ok() && !unchanged.changed());
+        assert!(summary(&unchanged).ends_with("converge: unchanged\n"));
+
+        let changed = report(vec![step("pki", State::Changed, None)], None);
+        assert!(summary(&changed).ends_with("converge: changed\n"));
+
+        let failed = report(vec![step("pki", State::Failed, Some("boom"))], None);
+        assert!(!failed.ok());
+        let text = summary(&failed);
+        assert!(text.contains("pki") && text.contains("boom"), "{text}");
+        assert!(text.ends_with("converge: failed\n"));
+
+        let unpublished = report(
+            vec![step("etcd", State::Unchanged, None)],
+            Some("etcd gone"),
+        );
+        assert!(
+            !unpublished.ok(),
+            "a status that was not published is a failure"
+        );
+        assert!(summary(&unpublished).contains("status not published: etcd gone"));
+    }
+
+    #[test]
+    fn stages_name_their_steps() {
+        assert_eq!(Stage::All.names(), &["boot", "network"]);
+        assert_eq!(Stage::Network.names(), &["network"]);
+    }
 }

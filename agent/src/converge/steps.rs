@@ -205,7 +205,7 @@ pub fn node_record(config: &NodeConfig, ip: Ipv4Addr, tls: &NodeTls) -> NodeReco
         gateway: gateway(subnet),
         docker_endpoint: format!("tcp://{ip}:{}", config.docker.tls_port),
         ca_fingerprint: tls.ca.fingerprint(),
-        server_cert_expiry: crate::time::rfc3339(tls.server_expiry),
+        server_cert_expiry: crate::timestamp::rfc3339(tls.server_expiry),
         bosh_network: config
             .bosh
             .enabled

@@ -109,7 +109,7 @@ pub async fn ensure_node_tls(
     let done = if changes.is_empty() {
         Done::unchanged(format!(
             "certificates valid until {}",
-            crate::time::rfc3339(server_expiry)
+            crate::timestamp::rfc3339(server_expiry)
         ))
     } else {
         Done::changed(changes.join("; "))
