@@ -68,7 +68,8 @@ pub struct ConvergeArgs {
     /// Which steps to run.
     #[arg(long, value_enum, default_value_t = Stage::All)]
     pub stage: Stage,
-    /// Docker API: unix:///path or tcp://host:port [default: unix://<root>/var/run/docker.sock].
+    /// Docker API: unix:///path, or tcp://host:port with the node's client
+    /// certificate [default: unix://<root>/var/run/docker.sock].
     #[arg(long, value_name = "URL")]
     pub docker_host: Option<String>,
     /// Print the published status as JSON instead of a summary.

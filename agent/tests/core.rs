@@ -5,6 +5,7 @@ mod core {
     pub mod bad_input;
     pub mod bosh;
     pub mod concurrency;
+    pub mod docker_tls;
     pub mod etcd_join;
     pub mod flannel;
     pub mod idempotence;

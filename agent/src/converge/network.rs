@@ -27,7 +27,16 @@ pub async fn ensure(options: &Options, config: &NodeConfig, subnet: Ipv4Net) -> 
         Some(mtu) => (mtu, "flannel"),
         None => (DEFAULT_FLANNEL_MTU, "default"),
     };
-    let client = docker::connect(&host, None).await?;
+    // Over TCP, Docker only speaks mutual TLS: use this node's client certificate.
+    let tls = host.starts_with("tcp://").then(|| {
+        let dir = crate::fs::under_root(&options.root, layout.tls_dir);
+        docker::ClientTls {
+            ca: dir.join(crate::pki::CA_FILE),
+            cert: dir.join(crate::pki::CLIENT_CERT_FILE),
+            key: dir.join(crate::pki::CLIENT_KEY_FILE),
+        }
+    });
+    let client = docker::connect(&host, tls.as_ref()).await?;
     let name = &config.bosh.network_name;
     let gw = gateway(subnet);
     let what = format!("{name} on {subnet} (gateway {gw}, MTU {mtu} from {mtu_source})");
