@@ -1,5 +1,6 @@
 //! Writes a composed [`Bundle`] to disk all or nothing: into a temporary directory next to the
-//! destination (same filesystem), every file and directory fsync'd, then renamed into place. An
+//! destination (same filesystem), made durable with one `syncfs` (a thousand per-file fsyncs
+//! took seconds), then renamed into place. An
 //! existing output is renamed away first and deleted only once the new one is in place, so a
 //! reader sees the old bundle or the new one, never a mix, and a failure leaves the old one.
 
@@ -39,7 +40,7 @@ pub fn write_bundle(bundle: &Bundle, dest: &Path) -> Result<()> {
     write_tree(bundle, staging.path())?;
     fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
         .with_context(|| format!("failed to set the mode of {}", staging.path().display()))?;
-    sync_dir(staging.path())?;
+    sync_filesystem(staging.path())?;
 
     let old = if dest.exists() {
         let holder = tempfile::Builder::new()
@@ -125,12 +126,20 @@ fn write_tree(bundle: &Bundle, root: &Path) -> Result<()> {
             .with_context(|| format!("failed to write {}", path.display()))?;
         out.set_permissions(fs::Permissions::from_mode(file.mode))
             .with_context(|| format!("failed to set the mode of {}", path.display()))?;
-        out.sync_all()
-            .with_context(|| format!("failed to sync {}", path.display()))?;
     }
-    // Deepest first, so each directory's entries are durable before its parent's.
-    for dir in dirs.iter().rev() {
-        sync_dir(dir)?;
+    Ok(())
+}
+
+/// Flushes every file and directory written under `dir` (the whole filesystem, in one call),
+/// so the rename that follows never exposes a bundle whose contents are not on disk.
+fn sync_filesystem(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle =
+        fs::File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
+    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open for the call.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("failed to sync the filesystem of {}", dir.display()));
     }
     Ok(())
 }

@@ -15,11 +15,14 @@ fn keep(byte: u8) -> bool {
 pub fn encode(text: &str) -> String {
     let mut out = String::with_capacity(6 + text.len() * 2);
     out.push_str("data:,");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &byte in text.as_bytes() {
         if keep(byte) {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0xf)] as char);
         }
     }
     out

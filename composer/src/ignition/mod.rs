@@ -147,3 +147,143 @@ impl From<BuildError> for ComposeError {
         ComposeError::Internal(err.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Runtime;
+    use crate::platform::sample;
+
+    fn agent() -> AgentSource {
+        AgentSource {
+            url: "http://h/assets/mc".into(),
+            sha512: "ab".into(),
+        }
+    }
+
+    /// `(unit name, enabled, mask, contents or drop-in contents)` of a built config.
+    fn units(config: &Config) -> Vec<(String, Option<bool>, Option<bool>, String)> {
+        let units = config.systemd.as_ref().unwrap().units.as_ref().unwrap();
+        units
+            .iter()
+            .map(|u| {
+                let text = u.contents.clone().unwrap_or_else(|| {
+                    u.dropins
+                        .as_ref()
+                        .map(|d| d[0].contents.clone().unwrap())
+                        .unwrap_or_default()
+                });
+                (u.name.clone(), u.enabled, u.mask, text)
+            })
+            .collect()
+    }
+
+    fn debian_cluster() -> Cluster {
+        let mut c = sample::cluster(1, 1);
+        c.os = OsVariant::Debian;
+        c.etcd.runtime = Runtime::Binary {
+            path: "/usr/bin/etcd".into(),
+        };
+        c.flannel.runtime = Runtime::Binary {
+            path: "/usr/local/bin/flanneld".into(),
+        };
+        c
+    }
+
+    #[test]
+    fn debian_members_run_the_binary_and_workers_mask_etcd() {
+        let c = debian_cluster();
+        let member = node_ignition(&c, &c.nodes[0], Platform::Ipxe, &agent()).unwrap();
+        let u = units(&member.config);
+        assert_eq!(u[0].0, "etcd.service");
+        assert_eq!(u[0].1, Some(true));
+        assert!(
+            u[0].3.starts_with(
+                "[Service]\nExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0 \\\n  \
+                 --listen-client-urls=http://10.0.0.10:2379,http://127.0.0.1:2379 \\\n"
+            ),
+            "{}",
+            u[0].3
+        );
+        assert!(u[0]
+            .3
+            .contains("  --initial-cluster-state=new \\\n  --initial-cluster-token=dev\n"));
+        assert_eq!(u[1].0, "flanneld.service");
+        assert!(u[1].3.contains(
+            "ExecStart=/usr/local/bin/flanneld --etcd-endpoints=http://10.0.0.10:2379 \
+             --etcd-prefix=/coreos.com/network\n"
+        ));
+        assert!(u[1].3.contains("After=network-online.target mc.service\n"));
+        assert!(u[2]
+            .3
+            .contains("After=etcd.service network-online.target\n"));
+
+        let worker = node_ignition(&c, &c.nodes[1], Platform::Ipxe, &agent()).unwrap();
+        let u = units(&worker.config);
+        assert_eq!((u[0].0.as_str(), u[0].2), ("etcd.service", Some(true)));
+        assert_eq!(u[0].1, None, "a masked unit is not enabled");
+    }
+
+    #[test]
+    fn flatcar_workers_leave_etcd_alone() {
+        let c = sample::cluster(1, 1);
+        let worker = node_ignition(&c, &c.nodes[1], Platform::Vagrant, &agent()).unwrap();
+        let names: Vec<String> = units(&worker.config).into_iter().map(|u| u.0).collect();
+        assert_eq!(
+            names,
+            ["flanneld.service", "mc.service", "mc-network.service"]
+        );
+    }
+
+    #[test]
+    fn packet_members_take_addresses_from_metadata_and_join_through_the_seed() {
+        let c = sample::cluster(2, 0);
+        let seed = units(
+            &node_ignition(&c, &c.nodes[0], Platform::Packet, &agent())
+                .unwrap()
+                .config,
+        );
+        let joiner = units(
+            &node_ignition(&c, &c.nodes[1], Platform::Packet, &agent())
+                .unwrap()
+                .config,
+        );
+        let (seed, joiner) = (&seed[0].3, &joiner[0].3);
+        for dropin in [seed, joiner] {
+            assert!(dropin.starts_with(
+                "[Unit]\nRequires=coreos-metadata.service\nAfter=coreos-metadata.service\n\
+                 [Service]\nEnvironmentFile=/run/metadata/flatcar\n"
+            ));
+            assert!(dropin.contains(
+                "  --advertise-client-urls=http://${COREOS_PACKET_IPV4_PRIVATE_0}:2379 \\\n"
+            ));
+        }
+        assert!(seed.contains("ETCD_INITIAL_CLUSTER_STATE=new"));
+        assert!(seed
+            .contains("  --initial-cluster=node-0=http://${COREOS_PACKET_IPV4_PRIVATE_0}:2380\n"));
+        assert!(!seed.contains("etcd-join"));
+        assert!(joiner.contains("ETCD_INITIAL_CLUSTER_STATE=existing"));
+        assert!(joiner.contains(
+            "EnvironmentFile=-/run/molten/etcd-join.env\n\
+             ExecStartPre=/opt/bin/mc etcd-join --peer-port 2380\n"
+        ));
+        assert!(!joiner.contains("--initial-cluster="));
+        // The join environment comes after the static one, so it wins.
+        assert!(
+            joiner.find("ETCD_INITIAL_CLUSTER_STATE").unwrap()
+                < joiner.find("etcd-join.env").unwrap()
+        );
+    }
+
+    #[test]
+    fn packet_refuses_debian() {
+        let c = debian_cluster();
+        let err = node_ignition(&c, &c.nodes[0], Platform::Packet, &agent())
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "$.os: platform packet supports os flatcar only"
+        );
+    }
+}
