@@ -224,3 +224,43 @@ pub async fn put_if_unchanged(
         .with_context(|| format!("etcd transaction on {key}"))?;
     Ok(resp.succeeded())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_etcd_is_reported_with_every_endpoint_within_the_budget() {
+        // Ports that were just free: connections are refused.
+        let ports: Vec<u16> = (0..2)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .collect();
+        let endpoints: Vec<String> = ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let retry = Retry {
+            budget: Duration::from_millis(800),
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        };
+        let Err(err) = connect(&endpoints, retry).await else {
+            panic!("connected to nothing")
+        };
+        let err = err.to_string();
+        assert!(err.starts_with("etcd unreachable at "), "{err}");
+        assert!(err.contains(&endpoints.join(",")), "{err}");
+        assert!(!err.contains("after 1 attempts"), "it retried: {err}");
+    }
+
+    #[tokio::test]
+    async fn no_endpoints_is_an_error() {
+        let Err(err) = connect(&[], Retry::default()).await else {
+            panic!("connected to nothing")
+        };
+        assert_eq!(err.to_string(), "no etcd endpoints configured");
+    }
+}
