@@ -15,7 +15,7 @@ use super::support::*;
 fn dockerd_serves_the_agent_over_mutual_tls_with_its_own_certificates() {
     let etcd = EtcdServer::start().unwrap();
     let port = molten_testkit::free_port().unwrap();
-    let mut config = node_config("node-0", 0, Ipv4Addr::LOCALHOST, &etcd.endpoint());
+    let mut config = node_config("node-5", 5, Ipv4Addr::LOCALHOST, &etcd.endpoint());
     config.docker.tls_port = port;
     let node = Node::new(config);
     let boot = node.converge(Stage::Boot, None, &RecordingSystemd::default());
@@ -44,12 +44,12 @@ fn dockerd_serves_the_agent_over_mutual_tls_with_its_own_certificates() {
         .cli(&[
             "network",
             "inspect",
-            "bosh-node-0",
+            "bosh-node-5",
             "--format",
             "{{(index .IPAM.Config 0).Subnet}}",
         ])
         .unwrap();
-    assert_eq!(subnet.trim(), "10.213.1.0/24");
+    assert_eq!(subnet.trim(), "10.213.6.0/24");
 
     // Without a client certificate the daemon does not answer.
     let refused = block_on(mc::docker::connect(&host, None));
