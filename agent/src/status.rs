@@ -75,24 +75,34 @@ pub async fn collect(client: &mut Client, options: &StatusOptions) -> Result<Vec
     let mut names: Vec<&String> = records.keys().chain(statuses.keys()).collect();
     names.sort();
     names.dedup();
-    let now = OffsetDateTime::now_utc();
-    let mut views = Vec::new();
-    for name in names {
-        let record = records.get(name);
-        let reachable = match (options.probe, record) {
-            (true, Some(r)) => Some(probe(&r.docker_endpoint, options.probe_timeout).await),
-            _ => None,
-        };
-        views.push(view(
-            name,
-            record,
-            statuses.get(name),
-            reachable,
-            now,
-            options,
-        ));
+    // Probe every node at once: a cluster of dead nodes costs one timeout, not one per node.
+    let mut probes = tokio::task::JoinSet::new();
+    if options.probe {
+        for record in records.values() {
+            let (name, endpoint, timeout) = (
+                record.name.clone(),
+                record.docker_endpoint.clone(),
+                options.probe_timeout,
+            );
+            probes.spawn(async move { (name, probe(&endpoint, timeout).await) });
+        }
     }
-    Ok(views)
+    let reachable: BTreeMap<String, bool> = probes.join_all().await.into_iter().collect();
+    let now = OffsetDateTime::now_utc();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let reachable = reachable.get(name).copied();
+            view(
+                name,
+                records.get(name),
+                statuses.get(name),
+                reachable,
+                now,
+                options,
+            )
+        })
+        .collect())
 }
 
 /// Builds one line; pure so the rules are testable.
