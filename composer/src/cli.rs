@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::diagnostics::Diagnostics;
+use crate::diagnostics::{Diagnostic, Diagnostics, Severity};
 use crate::model::Platform;
 use crate::output::{write_bundle, Summary};
-use crate::platform::compose;
+use crate::platform::{compose, ComposeError};
 use crate::profile::{self, LoadOptions, Loaded};
 
 const DEFAULT_PROFILE: &str = "profiles/dev.yaml";
@@ -146,14 +146,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 
 fn run_compose(args: &ComposeArgs) -> Result<(), Failure> {
     let loaded = load(&args.profile, Some(args.platform), args.agent.as_deref())?;
-    let composition = compose(&loaded.cluster, args.platform).map_err(|err| {
-        eprintln!("error: {err}");
-        if err.is_invalid_input() {
-            Failure::InvalidInput
-        } else {
-            Failure::Failed
-        }
-    })?;
+    let composition = compose(&loaded.cluster, args.platform)
+        .map_err(|err| report_compose_error(&err, &args.profile.profile))?;
     let dest = args
         .out
         .clone()
@@ -173,12 +167,7 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Failure> {
     let loaded = load(&args.profile, args.platform, args.agent.as_deref())?;
     if let Some(platform) = args.platform {
         if let Err(err) = compose(&loaded.cluster, platform) {
-            eprintln!("error: {err}");
-            return Err(if err.is_invalid_input() {
-                Failure::InvalidInput
-            } else {
-                Failure::Failed
-            });
+            return Err(report_compose_error(&err, &args.profile.profile));
         }
     }
     let target = args
@@ -223,6 +212,38 @@ fn load(
             };
             eprintln!("molten: {summary}");
             Err(Failure::InvalidInput)
+        }
+    }
+}
+
+/// Prints a compose error; input errors point into the profile like the profile stage's do.
+fn report_compose_error(err: &ComposeError, profile: &Path) -> Failure {
+    match err {
+        ComposeError::Invalid {
+            path,
+            message,
+            line,
+            column,
+        } => {
+            let line_text = (*line > 0)
+                .then(|| std::fs::read_to_string(profile).ok())
+                .flatten()
+                .and_then(|text| text.lines().nth(line - 1).map(str::to_string));
+            let diagnostic = Diagnostic {
+                severity: Severity::Error,
+                path: path.clone(),
+                message: message.clone(),
+                origin: profile.display().to_string(),
+                line: *line,
+                column: *column,
+                line_text,
+            };
+            eprintln!("{diagnostic}");
+            Failure::InvalidInput
+        }
+        other => {
+            eprintln!("error: {other}");
+            Failure::Failed
         }
     }
 }

@@ -45,8 +45,8 @@ pub fn address_source(node: &Node, platform: Platform) -> Result<AddressSource, 
         });
     }
     let ip = node.ip.ok_or_else(|| {
-        ComposeError::invalid(
-            &node.origin.path,
+        ComposeError::invalid_at(
+            &node.origin,
             format!(
                 "node {} has no ip; platform {platform} needs one for every node",
                 node.name
@@ -78,8 +78,8 @@ pub fn etcd_endpoints(
     let mut endpoints = Vec::new();
     for member in cluster.etcd_members() {
         let ip = member.ip.ok_or_else(|| {
-            ComposeError::invalid(
-                &member.origin.path,
+            ComposeError::invalid_at(
+                &member.origin,
                 format!("etcd member {} has no ip", member.name),
             )
         })?;

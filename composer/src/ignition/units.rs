@@ -110,8 +110,8 @@ impl EtcdMember<'_> {
         let mut parts = Vec::new();
         for member in self.cluster.etcd_members() {
             let ip = member.ip.ok_or_else(|| {
-                ComposeError::invalid(
-                    &member.origin.path,
+                ComposeError::invalid_at(
+                    &member.origin,
                     format!("etcd member {} has no ip", member.name),
                 )
             })?;
@@ -126,8 +126,8 @@ impl EtcdMember<'_> {
 
     fn own_ip(&self) -> Result<String, ComposeError> {
         self.node.ip.map(|ip| ip.to_string()).ok_or_else(|| {
-            ComposeError::invalid(
-                &self.node.origin.path,
+            ComposeError::invalid_at(
+                &self.node.origin,
                 format!("etcd member {} has no ip", self.node.name),
             )
         })

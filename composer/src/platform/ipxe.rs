@@ -21,10 +21,12 @@ const INSTALL_CONFIG_PATH: &str = "/var/lib/molten/install.ign";
 const INSTALL_UNIT: &str = "molten-install.service";
 
 fn settings(cluster: &Cluster) -> Result<&IpxeSettings, ComposeError> {
-    cluster
-        .ipxe
-        .as_ref()
-        .ok_or_else(|| ComposeError::invalid("$.ipxe", "platform ipxe needs an `ipxe` section"))
+    cluster.ipxe.as_ref().ok_or_else(|| {
+        ComposeError::invalid(
+            "$.platforms.ipxe",
+            "platform ipxe needs a `platforms.ipxe` section",
+        )
+    })
 }
 
 impl Platform for Ipxe {
@@ -51,7 +53,7 @@ impl Platform for Ipxe {
         let base = self.served_base_url(cluster)?.expect("ipxe always serves");
         if ipxe.install_to_disk && cluster.os != OsVariant::Flatcar {
             return Err(ComposeError::invalid(
-                "$.ipxe.install_to_disk",
+                "$.platforms.ipxe.install_to_disk",
                 "install to disk uses flatcar-install: it needs os flatcar",
             ));
         }
@@ -62,8 +64,8 @@ impl Platform for Ipxe {
         )?;
         for n in nodes {
             let mac = n.node.mac.ok_or_else(|| {
-                ComposeError::invalid(
-                    &n.node.origin.path,
+                ComposeError::invalid_at(
+                    &n.node.origin,
                     format!(
                         "node {} has no mac; platform ipxe boots nodes by MAC",
                         n.node.name
@@ -143,8 +145,8 @@ fn install_config(
 
 fn install_disk(node: &Node) -> Result<&str, ComposeError> {
     node.install_disk.as_deref().ok_or_else(|| {
-        ComposeError::invalid(
-            &node.origin.path,
+        ComposeError::invalid_at(
+            &node.origin,
             format!(
                 "node {} has no install_disk; ipxe.install_to_disk needs one per node",
                 node.name

@@ -22,8 +22,14 @@ pub const AGENT_ASSET: &str = "assets/mc";
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     /// The profile asks for something this platform cannot do: the user's to fix (exit 2).
+    /// `line`/`column` point into the profile (0 when unknown).
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        path: String,
+        message: String,
+        line: usize,
+        column: usize,
+    },
     #[error("cannot read the agent binary {path}: {source}")]
     AgentRead {
         path: String,
@@ -52,6 +58,18 @@ impl ComposeError {
         ComposeError::Invalid {
             path: path.to_string(),
             message: message.into(),
+            line: 0,
+            column: 0,
+        }
+    }
+
+    /// Invalid input at a value whose place in the profile is known (e.g. a node).
+    pub fn invalid_at(origin: &model::Origin, message: impl Into<String>) -> Self {
+        ComposeError::Invalid {
+            path: origin.path.clone(),
+            message: message.into(),
+            line: origin.line,
+            column: origin.column,
         }
     }
 

@@ -40,7 +40,10 @@ impl Platform for Packet {
         bundle: &mut Bundle,
     ) -> Result<(), ComposeError> {
         let settings = cluster.packet.as_ref().ok_or_else(|| {
-            ComposeError::invalid("$.packet", "platform packet needs a `packet` section")
+            ComposeError::invalid(
+                "$.platforms.packet",
+                "platform packet needs a `platforms.packet` section",
+            )
         })?;
         let seed = packet_seed(cluster)
             .ok_or_else(|| ComposeError::invalid("$.nodes", "no node has the etcd role"))?;

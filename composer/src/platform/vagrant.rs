@@ -51,8 +51,8 @@ impl Platform for Vagrant {
             let hash = sha512_hash(&sha512_hex(n.ignition.as_bytes()));
             let pointer = to_json(&replace_config(&full_url, &hash));
             if pointer.len() > POINTER_LIMIT {
-                return Err(ComposeError::invalid(
-                    &n.node.origin.path,
+                return Err(ComposeError::invalid_at(
+                    &n.node.origin,
                     format!(
                         "the pointer config of node {} is {} bytes; VirtualBox accepts at most \
                          {POINTER_LIMIT}: shorten the node name or the host address",
@@ -63,7 +63,7 @@ impl Platform for Vagrant {
             }
             bundle.add(&pointer_path(n.node), pointer.into_bytes(), 0o644)?;
             let ip = n.node.ip.ok_or_else(|| {
-                ComposeError::invalid(&n.node.origin.path, "vagrant needs an ip for every node")
+                ComposeError::invalid_at(&n.node.origin, "vagrant needs an ip for every node")
             })?;
             vms.push(VmView {
                 name: n.node.name.clone(),
