@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use molten_testkit::ipxe::initramfs::{self, MARKER};
@@ -35,9 +35,13 @@ const INITRD_ASSET: &str = "initramfs.cpio.gz";
 
 #[test]
 fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
+    let started = Instant::now();
+    let progress = |what: &str| eprintln!("ipxe e2e: {what} after {:.1?}", started.elapsed());
     let bin_dir = build_binaries(&[("molten", "molten"), ("mc", "mc")])?;
+    progress("molten and mc built");
     let cache = bin_dir.parent().expect("target dir").join("ipxe-e2e");
     let boot_files = initramfs::build_cached(&cache)?;
+    progress("initramfs ready");
     let work = tempfile::tempdir()?;
     let port = free_port()?;
     let base_url = format!("http://10.0.2.2:{port}");
@@ -50,6 +54,7 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
 
     let server_log = work.path().join("serve.log");
     let mut server = start_serve(&bin_dir, &bundle, port, &server_log)?;
+    progress("bundle composed and served");
 
     for (node, mac) in NODES {
         let serial = work.path().join(format!("{node}.serial"));
@@ -63,6 +68,7 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
         ensure!(status.success(), "qemu for {node} exited with {status}");
         server.ensure_running()?;
         check_server_log(node, mac, &server_log, &bundle)?;
+        progress(&format!("{node} booted and fetched its config"));
     }
 
     let serial = work.path().join("unknown.serial");
@@ -70,6 +76,7 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
     let message = format!("molten: no node of cluster {CLUSTER} has MAC address {UNKNOWN_MAC}.");
     stranger.wait_for_console(&message, BOOT_TIMEOUT)?;
     stranger.kill()?;
+    progress("unknown MAC turned away");
     let log = std::fs::read_to_string(&server_log)?;
     let missing = format!("GET /nodes/{}.ipxe status=404", hexhyp(UNKNOWN_MAC));
     ensure!(
@@ -111,6 +118,9 @@ fn compose(bin_dir: &Path, work: &Path, base_url: &str, bundle: &Path) -> Result
          \x20   initrd: {INITRD_ASSET}\n\
          \x20   kernel_args: [console=ttyS0, panic=-1]\n"
     );
+    // A private copy: another cargo build may replace target/*/mc while the test runs.
+    let agent = work.join("mc");
+    std::fs::copy(bin_dir.join("mc"), &agent).context("cannot copy mc")?;
     let path = work.join("profile.yaml");
     std::fs::write(&path, profile)?;
     run(Command::new(bin_dir.join("molten"))
@@ -119,7 +129,7 @@ fn compose(bin_dir: &Path, work: &Path, base_url: &str, bundle: &Path) -> Result
         .arg("--out")
         .arg(bundle)
         .arg("--agent")
-        .arg(bin_dir.join("mc")))?;
+        .arg(&agent))?;
     Ok(())
 }
 

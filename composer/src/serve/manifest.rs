@@ -13,7 +13,7 @@ pub const MANIFEST_NAME: &str = "SHA256SUMS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

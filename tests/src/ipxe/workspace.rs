@@ -23,9 +23,12 @@ pub fn build_binaries(bins: &[(&str, &str)]) -> Result<PathBuf> {
     {
         cmd.arg("--release");
     }
-    for (package, bin) in bins {
-        cmd.args(["-p", package, "--bin", bin]);
+    // Whole packages (`--bins`), like the lab's build, so both ask cargo for the same thing and
+    // neither invalidates the other's binaries.
+    for (package, _) in bins {
+        cmd.args(["-p", package]);
     }
+    cmd.arg("--bins");
     // The target dir is the one this test was built into, whatever CARGO_TARGET_DIR says.
     let target = profile_dir
         .parent()
