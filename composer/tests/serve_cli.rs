@@ -99,6 +99,16 @@ fn wait_exit(guard: &mut Guard) -> std::process::ExitStatus {
 
 #[test]
 fn serves_until_sigterm_then_exits_cleanly() {
+    serve_until("TERM");
+}
+
+#[test]
+fn serves_until_ctrl_c_then_exits_cleanly() {
+    serve_until("INT");
+}
+
+/// Starts `molten serve`, fetches a config, sends SIG`signal`, expects a clean exit.
+fn serve_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path());
     let (mut guard, lines) = spawn_serve(dir.path());
@@ -125,10 +135,13 @@ fn serves_until_sigterm_then_exits_cleanly() {
     wait_for_line(&lines, "node n1 fetched its Ignition config");
 
     let pid = guard.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let killed = Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = wait_exit(&mut guard);
-    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(status.success(), "exit status after SIG{signal}: {status}");
     wait_for_line(&lines, "molten serve: stopped");
 }
 

@@ -22,7 +22,7 @@ use molten_testkit::ipxe::workspace::build_binaries;
 use molten_testkit::process::{log_tail, run, wait_until};
 use molten_testkit::{free_port, ChildGuard};
 
-/// One boot under TCG: firmware, iPXE, kernel, DHCP and Ignition took ~25 s here.
+/// One boot under TCG: firmware, iPXE, kernel, DHCP and Ignition took ~20 s here.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const CLUSTER: &str = "ipxe-e2e";
 const NODES: [(&str, &str); 2] = [
