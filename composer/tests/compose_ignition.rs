@@ -52,6 +52,7 @@ fn no_output_holds_a_secret() {
     let work = tempfile::tempdir().unwrap();
     let markers = [
         "PRIVATE KEY",
+        "-----BEGIN",
         "passwordHash",
         "password_hash",
         "$6$",
@@ -247,4 +248,75 @@ fn the_engine_refuses_an_agent_that_does_not_match_its_hash() {
         "{text}"
     );
     assert!(!root.path().join("opt/bin/mc").exists());
+}
+
+#[test]
+fn vagrant_pointers_fit_a_virtualbox_guest_property() {
+    let work = tempfile::tempdir().unwrap();
+    let mut pointers = 0;
+    for out in compose_all(work.path()) {
+        for (rel, bytes) in common::read_tree(&out) {
+            if rel.starts_with("pointer/") {
+                assert!(
+                    bytes.len() <= 1024,
+                    "{}/{rel} is {} bytes; VirtualBox takes at most 1024",
+                    out.display(),
+                    bytes.len()
+                );
+                pointers += 1;
+            }
+        }
+    }
+    assert!(pointers >= 3, "only {pointers} pointer configs");
+}
+
+/// A Debian cluster (the lab's OS): the engine applies a member's `etcd.service` drop-in and a
+/// worker's mask, and enables the flanneld unit molten ships.
+#[test]
+fn the_engine_applies_debian_members_and_masks_etcd_on_workers() {
+    use molten::model::Runtime;
+    use molten::platform::sample;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let server = common::serve::FileServer::start(&out, 0);
+    let agent = common::fake_agent(work.path());
+    let mut cluster = sample::with_local_agent(sample::cluster(1, 1), agent, FAKE_AGENT);
+    cluster.os = molten_contract::OsVariant::Debian;
+    cluster.etcd.runtime = Runtime::Binary {
+        path: "/usr/bin/etcd".into(),
+    };
+    cluster.flannel.runtime = Runtime::Binary {
+        path: "/usr/local/bin/flanneld".into(),
+    };
+    cluster.ipxe.as_mut().unwrap().base_url = format!("http://127.0.0.1:{}", server.port());
+    let composed = molten::platform::compose(&cluster, Platform::Ipxe).unwrap();
+    molten::output::write_bundle(&composed.bundle, &out).unwrap();
+
+    let member = tempfile::tempdir().unwrap();
+    molten_testkit::ignition::apply_files(&out.join("ignition/node-0.ign"), member.path()).unwrap();
+    let units = member.path().join("etc/systemd/system");
+    let dropin = read(&units, "etcd.service.d/20-molten.conf");
+    assert!(dropin.contains("ExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0"));
+    assert!(read(&units, "flanneld.service").contains("ExecStart=/usr/local/bin/flanneld "));
+    let presets = read(
+        member.path(),
+        "/etc/systemd/system-preset/20-ignition.preset",
+    );
+    assert!(
+        presets.lines().any(|l| l == "enable etcd.service"),
+        "{presets}"
+    );
+
+    let worker = tempfile::tempdir().unwrap();
+    molten_testkit::ignition::apply_files(&out.join("ignition/node-1.ign"), worker.path()).unwrap();
+    let masked = worker.path().join("etc/systemd/system/etcd.service");
+    assert_eq!(
+        std::fs::read_link(&masked).unwrap(),
+        Path::new("/dev/null"),
+        "etcd.service is not masked on the worker"
+    );
+    assert_eq!(
+        std::fs::read(worker.path().join("opt/bin/mc")).unwrap(),
+        FAKE_AGENT
+    );
 }
