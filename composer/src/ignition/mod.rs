@@ -265,7 +265,8 @@ mod tests {
         assert!(joiner.contains("ETCD_INITIAL_CLUSTER_STATE=existing"));
         assert!(joiner.contains(
             "EnvironmentFile=-/run/molten/etcd-join.env\n\
-             ExecStartPre=/opt/bin/mc etcd-join --peer-port 2380\n"
+             ExecStartPre=/opt/bin/mc etcd-join --peer-port 2380 \
+             --etcd http://__MOLTEN_SEED_PRIVATE_IPV4__:2379\n"
         ));
         assert!(!joiner.contains("--initial-cluster="));
         // The join environment comes after the static one, so it wins.

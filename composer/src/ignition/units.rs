@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use molten_contract::{OsLayout, OsVariant};
 
 use crate::model::{Cluster, Node, Runtime};
-use crate::nodeconfig::{etcd_url, PACKET_METADATA_ENV, PACKET_PRIVATE_IPV4_VAR};
+use crate::nodeconfig::{
+    etcd_url, PACKET_METADATA_ENV, PACKET_PRIVATE_IPV4_VAR, PACKET_SEED_TOKEN,
+};
 use crate::platform::ComposeError;
 
 /// The name of every drop-in molten writes for a unit the OS ships.
@@ -194,9 +196,12 @@ impl EtcdMember<'_> {
         if !seed {
             let _ = write!(
                 text,
-                "EnvironmentFile=-{ETCD_JOIN_ENV}\nExecStartPre={} etcd-join --peer-port {}\n",
+                "EnvironmentFile=-{ETCD_JOIN_ENV}\n\
+                 ExecStartPre={} etcd-join --peer-port {} --etcd {}\n",
                 OsVariant::Flatcar.layout().agent_binary,
-                self.peer_port()
+                self.peer_port(),
+                // Through the seed: this member's own etcd is not running yet.
+                etcd_url(PACKET_SEED_TOKEN, self.client_port()),
             );
         }
         let _ = write!(
