@@ -5,11 +5,11 @@
 //! temporary directory, moved into place only when complete).
 
 pub mod cli;
+pub mod diagnostics;
 pub mod ignition;
 pub mod model;
 pub mod nodeconfig;
 pub mod output;
 pub mod platform;
-pub mod serve;
-pub mod diagnostics;
 pub mod profile;
+pub mod serve;
