@@ -40,6 +40,24 @@ impl Bundle {
                 "two outputs claim the path {path}"
             )));
         }
+        // A file cannot also be a directory of another file ("a" and "a/b").
+        let as_dir = format!("{path}/");
+        let below = self
+            .files
+            .range(as_dir.clone()..)
+            .next()
+            .map(|(other, _)| other)
+            .filter(|other| other.starts_with(&as_dir));
+        let above = path
+            .match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .find(|dir| self.files.contains_key(*dir));
+        let clash = below.map(String::as_str).or(above);
+        if let Some(other) = clash {
+            return Err(ComposeError::Internal(format!(
+                "output paths {other} and {path} cannot both exist"
+            )));
+        }
         self.files
             .insert(path.to_string(), BundleFile { contents, mode });
         Ok(())
@@ -112,6 +130,9 @@ mod tests {
         let mut b = Bundle::default();
         b.add("a", vec![], 0o644).unwrap();
         assert!(b.add("a", vec![], 0o644).is_err());
+        assert!(b.add("a/b", vec![], 0o644).is_err(), "a is a file");
+        b.add("c/d", vec![], 0o644).unwrap();
+        assert!(b.add("c", vec![], 0o644).is_err(), "c is a directory");
         for bad in ["", "/etc/x", "../x", "a//b", "a/./b"] {
             assert!(b.add(bad, vec![], 0o644).is_err(), "{bad}");
         }
