@@ -3,6 +3,8 @@
 //! machine per MAC. iPXE must chain that MAC's script and load the kernel and initrd; the initrd's
 //! real Ignition engine (`fetch` stage, `metal` platform) must fetch exactly that node's config,
 //! whose sha512 it logs. A MAC that is not in the profile must get boot.ipxe's message.
+//! A second test runs the same boot with DHCP from dnsmasq using docs/platforms.md's example
+//! configuration, in a network namespace of its own.
 //!
 //! Test artifacts: Debian's kernel and an initramfs built by `molten_testkit::ipxe::initramfs`,
 //! added to the composed bundle under `assets/` with their lines appended to `SHA256SUMS`
@@ -17,8 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use molten_testkit::ipxe::initramfs::{self, MARKER};
-use molten_testkit::ipxe::qemu::PxeMachine;
+use molten_testkit::ipxe::qemu::{PxeMachine, QEMU};
 use molten_testkit::ipxe::workspace::build_binaries;
+use molten_testkit::lab::netns::NetNs;
+use molten_testkit::lab::unique_id;
+use molten_testkit::packages::ensure_binary;
 use molten_testkit::process::{log_tail, run, wait_until};
 use molten_testkit::{free_port, ChildGuard};
 
@@ -32,6 +37,7 @@ const NODES: [(&str, &str); 2] = [
 const UNKNOWN_MAC: &str = "52:54:00:4d:00:99";
 const KERNEL_ASSET: &str = "vmlinuz";
 const INITRD_ASSET: &str = "initramfs.cpio.gz";
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
 #[test]
 fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
@@ -53,7 +59,9 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
     let sums = read_sums(&bundle)?;
 
     let server_log = work.path().join("serve.log");
-    let mut server = start_serve(&bin_dir, &bundle, port, &server_log)?;
+    let molten = Command::new(bin_dir.join("molten"));
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = start_serve(molten, &bundle, &listen, &server_log)?;
     progress("bundle composed and served");
 
     for (node, mac) in NODES {
@@ -62,7 +70,7 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
         let console = machine
             .wait_for_console(MARKER, BOOT_TIMEOUT)
             .with_context(|| format!("booting {node} ({mac})"))?;
-        check_boot(node, mac, &console, &bundle, &sums, port)
+        check_boot(node, mac, &console, &bundle, &sums, &base_url)
             .with_context(|| format!("{node}: console:\n{console}"))?;
         let status = machine.wait_exit(Duration::from_secs(60))?;
         ensure!(status.success(), "qemu for {node} exited with {status}");
@@ -90,6 +98,119 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
         "molten serve exited with {status} after SIGTERM"
     );
     Ok(())
+}
+
+/// The boot host of docs/platforms.md in a network namespace: dnsmasq runs the docs' config
+/// snippet verbatim (only the TFTP root is moved) on a bridge with a tap device for qemu, and
+/// `molten serve` listens on the bridge. iPXE gets `boot.ipxe`'s URL from dnsmasq (it sends
+/// user class `iPXE`), not from qemu, and the node fetches its own config as before.
+#[test]
+fn dnsmasq_from_the_docs_hands_ipxe_the_bundle() -> Result<()> {
+    ensure_binary(DNSMASQ, "dnsmasq-base")?;
+    let bin_dir = build_binaries(&[("molten", "molten"), ("mc", "mc")])?;
+    let cache = bin_dir.parent().expect("target dir").join("ipxe-e2e");
+    let boot_files = initramfs::build_cached(&cache)?;
+    let work = tempfile::tempdir()?;
+    // The docs' boot host and port; they exist only inside the namespace.
+    let base_url = "http://10.0.0.2:8080";
+    let bundle = work.path().join("bundle");
+    compose(&bin_dir, work.path(), base_url, &bundle)?;
+    add_asset(&bundle, KERNEL_ASSET, &boot_files.kernel)?;
+    add_asset(&bundle, INITRD_ASSET, &boot_files.initramfs)?;
+    let sums = read_sums(&bundle)?;
+
+    let ns = NetNs::create(&format!("{}-dhcp", unique_id()))?;
+    ns.ip(&["link", "add", "br0", "type", "bridge"])?;
+    ns.ip(&["tuntap", "add", "tap0", "mode", "tap"])?;
+    ns.ip(&["link", "set", "tap0", "master", "br0"])?;
+    ns.ip(&["addr", "add", "10.0.0.2/24", "dev", "br0"])?;
+    ns.ip(&["link", "set", "br0", "up"])?;
+    ns.ip(&["link", "set", "tap0", "up"])?;
+
+    let tftp = work.path().join("tftp");
+    std::fs::create_dir(&tftp)?;
+    let config = work.path().join("dnsmasq.conf");
+    std::fs::write(&config, docs_dnsmasq_config(&tftp)?)?;
+    let dnsmasq_log = work.path().join("dnsmasq.log");
+    let mut dnsmasq = ns.command(DNSMASQ);
+    dnsmasq
+        .args([
+            "--no-daemon",
+            "--log-dhcp",
+            "--port=0",
+            "--interface=br0",
+            "--bind-interfaces",
+        ])
+        .arg(format!("--conf-file={}", config.display()))
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            work.path().join("leases").display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(File::create(&dnsmasq_log)?)
+        .stderr(File::create(work.path().join("dnsmasq.err"))?);
+    let mut dnsmasq = ChildGuard::new("dnsmasq", dnsmasq.spawn().context("cannot start dnsmasq")?);
+
+    let server_log = work.path().join("serve.log");
+    let molten = ns.command(bin_dir.join("molten").to_str().context("non-UTF-8 path")?);
+    let mut server = start_serve(molten, &bundle, "10.0.0.2:8080", &server_log)?;
+
+    let (node, mac) = NODES[0];
+    let serial = work.path().join(format!("{node}.serial"));
+    let mut machine = PxeMachine::boot_on_tap(ns.command(QEMU), "tap0", mac, &serial)?;
+    let console = machine
+        .wait_for_console(MARKER, BOOT_TIMEOUT)
+        .with_context(|| format!("booting {node} ({mac}) with DHCP from dnsmasq"))?;
+    ensure!(
+        console.contains(&format!("Filename: {base_url}/boot.ipxe")),
+        "iPXE did not get boot.ipxe's URL from dnsmasq:\n{console}"
+    );
+    check_boot(node, mac, &console, &bundle, &sums, base_url)
+        .with_context(|| format!("{node}: console:\n{console}"))?;
+    let status = machine.wait_exit(Duration::from_secs(60))?;
+    ensure!(status.success(), "qemu for {node} exited with {status}");
+    check_server_log(node, mac, &server_log, &bundle)?;
+    dnsmasq.ensure_running()?;
+    let log = std::fs::read_to_string(&dnsmasq_log)?
+        + &std::fs::read_to_string(work.path().join("dnsmasq.err"))?;
+    for line in [
+        "tags: ipxe, br0",
+        &format!("bootfile-name  {base_url}/boot.ipxe"),
+    ] {
+        ensure!(log.contains(line), "dnsmasq's log lacks {line:?}:\n{log}");
+    }
+    let status = server.stop()?.context("molten serve was already gone")?;
+    ensure!(
+        status.success(),
+        "molten serve exited with {status} after SIGTERM"
+    );
+    Ok(())
+}
+
+/// The dnsmasq configuration block of docs/platforms.md, with `tftp-root` pointed at `tftp`.
+fn docs_dnsmasq_config(tftp: &Path) -> Result<String> {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/platforms.md");
+    let text = std::fs::read_to_string(&docs).context("cannot read docs/platforms.md")?;
+    let after = text
+        .split_once("`/etc/dnsmasq.d/molten.conf`")
+        .context("docs/platforms.md has no dnsmasq example")?
+        .1;
+    let block = after
+        .split_once("```ini\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .context("the dnsmasq example is not an ```ini block")?
+        .0;
+    ensure!(
+        block.contains("dhcp-boot=tag:ipxe,"),
+        "unexpected dnsmasq example:\n{block}"
+    );
+    Ok(block
+        .lines()
+        .map(|line| match line.strip_prefix("tftp-root=") {
+            Some(_) => format!("tftp-root={}\n", tftp.display()),
+            None => format!("{line}\n"),
+        })
+        .collect())
 }
 
 /// Composes the test profile; the agent is the workspace's own `mc`.
@@ -156,12 +277,14 @@ fn read_sums(bundle: &Path) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn start_serve(bin_dir: &Path, bundle: &Path, port: u16, log: &Path) -> Result<ChildGuard> {
+/// Runs `molten serve` (`molten` is the command that starts the binary, possibly inside a
+/// namespace) and waits until it listens.
+fn start_serve(mut molten: Command, bundle: &Path, listen: &str, log: &Path) -> Result<ChildGuard> {
     let out = File::create(log)?;
-    let child = Command::new(bin_dir.join("molten"))
+    let child = molten
         .arg("serve")
         .arg(bundle)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", listen])
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -193,9 +316,8 @@ fn check_boot(
     console: &str,
     bundle: &Path,
     sums: &BTreeMap<String, String>,
-    port: u16,
+    base: &str,
 ) -> Result<()> {
-    let base = format!("http://10.0.2.2:{port}");
     for loaded in [
         format!("{base}/boot.ipxe... ok"),
         format!("nodes/{}.ipxe... ok", hexhyp(mac)),

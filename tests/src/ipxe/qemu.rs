@@ -27,11 +27,24 @@ impl PxeMachine {
     /// Boots from the network: iPXE gets DHCP from qemu, whose `bootfile` option hands it
     /// `bootfile_url`. The NIC has `mac` (`52:54:00:...`). The serial console goes to `serial`.
     pub fn boot(bootfile_url: &str, mac: &str, serial: &Path) -> Result<PxeMachine> {
+        let netdev = format!("user,id=n0,bootfile={bootfile_url}");
+        Self::spawn(Command::new(QEMU), &netdev, mac, serial)
+    }
+
+    /// Boots from the network through the existing tap device `tap`, where a real DHCP server
+    /// answers. `qemu` is the command to run qemu with, e.g. `NetNs::command(QEMU)` to run it
+    /// inside the namespace that holds the tap.
+    pub fn boot_on_tap(qemu: Command, tap: &str, mac: &str, serial: &Path) -> Result<PxeMachine> {
+        let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+        Self::spawn(qemu, &netdev, mac, serial)
+    }
+
+    fn spawn(mut qemu: Command, netdev: &str, mac: &str, serial: &Path) -> Result<PxeMachine> {
         ensure_binary(QEMU, "qemu-system-x86")?;
         ensure_binary(IPXE_ROM, "ipxe-qemu")?;
         let log =
             File::create(serial).with_context(|| format!("cannot create {}", serial.display()))?;
-        let child = Command::new(QEMU)
+        let child = qemu
             .args([
                 "-accel",
                 "tcg",
@@ -42,8 +55,7 @@ impl PxeMachine {
                 "n",
                 "-no-reboot",
             ])
-            .arg("-netdev")
-            .arg(format!("user,id=n0,bootfile={bootfile_url}"))
+            .args(["-netdev", netdev])
             .arg("-device")
             .arg(format!("virtio-net-pci,netdev=n0,mac={mac}"))
             .stdin(Stdio::null())
