@@ -188,7 +188,9 @@ impl FromStr for MacAddr {
 
     /// Accepts `52:54:00:12:34:56` or `52-54-00-12-34-56`, any case.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || format!("{s:?} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)");
+        let invalid = || {
+            format!("{s:?} is not a MAC address (expected six hex pairs like 52:54:00:12:34:56)")
+        };
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
             return Err(invalid());
@@ -214,7 +216,12 @@ mod tests {
         assert_eq!(mac.to_string(), "52:54:00:ab:cd:0f");
         assert_eq!(mac.hexhyp(), "52-54-00-ab-cd-0f");
         assert_eq!("52-54-00-ab-cd-0f".parse::<MacAddr>().unwrap(), mac);
-        for bad in ["52:54:00:ab:cd", "52:54:00:ab:cd:0g", "525400abcd0f", "52:54:00:ab:cd:0ff"] {
+        for bad in [
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:0g",
+            "525400abcd0f",
+            "52:54:00:ab:cd:0ff",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

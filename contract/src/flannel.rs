@@ -149,7 +149,10 @@ mod tests {
     fn keys_and_config_match_flannel() {
         let s = settings("10.1.0.0/16", 24);
         let subnet = s.subnet_for_zone(4).unwrap();
-        assert_eq!(s.lease_key(subnet), "/coreos.com/network/subnets/10.1.5.0-24");
+        assert_eq!(
+            s.lease_key(subnet),
+            "/coreos.com/network/subnets/10.1.5.0-24"
+        );
         assert_eq!(s.config_key(), "/coreos.com/network/config");
         assert_eq!(
             s.network_config_json(),

@@ -18,7 +18,9 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-pub use flannel::{gateway, FlannelSettings, SubnetError, DEFAULT_PREFIX as FLANNEL_DEFAULT_PREFIX};
+pub use flannel::{
+    gateway, FlannelSettings, SubnetError, DEFAULT_PREFIX as FLANNEL_DEFAULT_PREFIX,
+};
 pub use layout::OsLayout;
 
 /// Where the node config lives on a node (relative to the node's root).
@@ -152,7 +154,8 @@ impl NodeConfig {
         Self::from_json(&origin, &text)
     }
 
-    /// The canonical JSON form the composer writes: pretty, stable field order, trailing newline.
+    /// A readable JSON form (pretty, stable field order, trailing newline) for people and docs.
+    /// The composer writes the compact form to keep Ignition small; the agent reads either.
     pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("node config serializes");
         text.push('\n');
@@ -218,7 +221,9 @@ mod tests {
 
     #[test]
     fn rejects_other_versions() {
-        let text = sample().to_json().replace("\"version\": 1", "\"version\": 2");
+        let text = sample()
+            .to_json()
+            .replace("\"version\": 1", "\"version\": 2");
         let err = NodeConfig::from_json("node.json", &text).unwrap_err();
         assert_eq!(
             err.to_string(),
