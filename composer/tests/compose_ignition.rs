@@ -222,12 +222,33 @@ fn the_engine_applies_each_dev_node_behind_its_vagrant_pointer() {
     assert!(requests.iter().any(|r| r == "/assets/mc"), "{requests:?}");
 }
 
+/// How `path`'s contents are stored in the Ignition at `config`: `(source scheme, compression)`.
+fn inline_form(config: &Path, path: &str) -> (String, Option<String>) {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let file = json["storage"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == path)
+        .unwrap_or_else(|| panic!("{path} not in {}", config.display()));
+    let source = file["contents"]["source"].as_str().unwrap();
+    let scheme = source[..=source.find(',').unwrap()].to_string();
+    let compression = file["contents"]["compression"].as_str().map(str::to_string);
+    (scheme, compression)
+}
+
 #[test]
 fn the_engine_applies_each_dev_node_of_the_ipxe_bundle() {
     let served = serve_dev(Platform::Ipxe);
     for node in &served.cluster.nodes {
         let root = tempfile::tempdir().unwrap();
         let config = served.out.join(format!("ignition/{}.ign", node.name));
+        // node.json travels gzipped, so the engine's decompression is what the checks see.
+        assert_eq!(
+            inline_form(&config, molten_contract::NODE_CONFIG_PATH),
+            ("data:;base64,".to_string(), Some("gzip".to_string()))
+        );
         molten_testkit::ignition::apply_files(&config, root.path())
             .unwrap_or_else(|e| panic!("{}: {e:#}", node.name));
         check_applied_node(root.path(), &served, node, Platform::Ipxe);
@@ -268,6 +289,53 @@ fn vagrant_pointers_fit_a_virtualbox_guest_property() {
         }
     }
     assert!(pointers >= 3, "only {pointers} pointer configs");
+}
+
+/// The budget: at most 3,000 bytes of Ignition per node of the dev profile.
+#[test]
+fn every_dev_node_config_fits_3000_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let agent = common::fake_agent(work.path());
+    let profile = common::repo_root().join("profiles/dev.yaml");
+    let mut checked = 0;
+    for platform in [Platform::Vagrant, Platform::Ipxe] {
+        let out = work.path().join(platform.to_string());
+        common::compose_to(&profile, platform, &agent, &out);
+        for (rel, bytes) in common::read_tree(&out.join("ignition")) {
+            assert!(
+                bytes.len() <= 3000,
+                "{platform} ignition/{rel} is {} bytes; the budget is 3000",
+                bytes.len()
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "dev has 3 nodes per platform");
+}
+
+/// packet's Terraform substitutes the seed's address inside node configs with a string
+/// `replace()`, so its inline files stay plain text even where gzip would be smaller.
+#[test]
+fn packet_node_configs_stay_plain_text() {
+    let work = tempfile::tempdir().unwrap();
+    let agent = common::fake_agent(work.path());
+    let mut checked = 0;
+    for (name, profile) in common::shipped_profiles() {
+        let input = common::profile_for(Platform::Packet, &profile, work.path());
+        if !common::supports(&input, Platform::Packet, &agent) {
+            continue;
+        }
+        let out = work.path().join(format!("{name}-packet"));
+        common::compose_to(&input, Platform::Packet, &agent, &out);
+        for (rel, _) in common::read_tree(&out) {
+            if rel.ends_with(".ign") {
+                let form = inline_form(&out.join(&rel), molten_contract::NODE_CONFIG_PATH);
+                assert_eq!(form, ("data:,".to_string(), None), "{name}-packet/{rel}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} packet configs");
 }
 
 /// A Debian cluster (the lab's OS): the engine applies a member's `etcd.service` drop-in and a

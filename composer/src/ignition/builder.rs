@@ -7,7 +7,7 @@ use ignition_config::v3_3::{
     Config, Dropin, File, Passwd, Resource, Storage, Systemd, Unit, User, Verification,
 };
 
-use super::dataurl;
+use super::dataurl::{self, Inline, InlineEncoding};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {
@@ -35,16 +35,27 @@ pub struct ConfigBuilder {
     users: Vec<User>,
     paths: BTreeSet<String>,
     unit_names: BTreeSet<String>,
+    encoding: InlineEncoding,
 }
 
 impl ConfigBuilder {
+    /// A builder whose inline files take the smaller encoding ([`InlineEncoding::Smallest`]).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A builder whose inline files use `encoding`.
+    pub fn with_inline_encoding(encoding: InlineEncoding) -> Self {
+        Self {
+            encoding,
+            ..Self::default()
+        }
+    }
+
     /// A file whose contents are inline (a `data:` URL).
     pub fn inline_file(&mut self, path: &str, mode: i64, contents: &str) -> Result<(), BuildError> {
-        self.file(path, mode, dataurl::encode(contents), None, false)
+        let inline = dataurl::encode(contents, self.encoding);
+        self.file(path, mode, inline, None, false)
     }
 
     /// Like [`Self::inline_file`] for a file the OS may already have (e.g. `/etc/hostname`):
@@ -55,7 +66,8 @@ impl ConfigBuilder {
         mode: i64,
         contents: &str,
     ) -> Result<(), BuildError> {
-        self.file(path, mode, dataurl::encode(contents), None, true)
+        let inline = dataurl::encode(contents, self.encoding);
+        self.file(path, mode, inline, None, true)
     }
 
     /// A file fetched from `source` and checked against `hash` (`sha512-<hex>`).
@@ -66,20 +78,18 @@ impl ConfigBuilder {
         source: &str,
         hash: &str,
     ) -> Result<(), BuildError> {
-        self.file(
-            path,
-            mode,
-            source.to_string(),
-            Some(hash.to_string()),
-            false,
-        )
+        let remote = Inline {
+            source: source.to_string(),
+            compression: None,
+        };
+        self.file(path, mode, remote, Some(hash.to_string()), false)
     }
 
     fn file(
         &mut self,
         path: &str,
         mode: i64,
-        source: String,
+        contents: Inline,
         hash: Option<String>,
         overwrite: bool,
     ) -> Result<(), BuildError> {
@@ -92,7 +102,8 @@ impl ConfigBuilder {
             file.overwrite = Some(true);
         }
         file.contents = Some(Resource {
-            source: Some(source),
+            source: Some(contents.source),
+            compression: contents.compression.map(str::to_string),
             verification: hash.map(|hash| Verification { hash: Some(hash) }),
             ..Default::default()
         });

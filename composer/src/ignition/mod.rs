@@ -2,12 +2,17 @@
 //! accept): hostname, SSH keys for `core`, `/etc/molten/node.json`, the agent binary (fetched
 //! and checked against its sha512) and the units from `docs/architecture.md`. Nothing secret:
 //! the agent creates every key at boot and keeps it in etcd.
+//!
+//! Inline files are gzip + base64 where that is smaller (node.json: about two thirds of its
+//! percent-encoded size), unless the platform edits the config text afterwards (packet): see
+//! [`InlineEncoding`] and `Platform::inline_encoding`.
 
 mod builder;
 mod dataurl;
 pub mod units;
 
 pub use builder::{replace_config, to_json, BuildError, ConfigBuilder, UnitBody};
+pub use dataurl::InlineEncoding;
 pub use ignition_config::v3_3::Config;
 
 use molten_contract::{NodeConfig, OsVariant, Role, NODE_CONFIG_PATH};
@@ -38,16 +43,17 @@ pub struct NodeIgnition {
     pub node_config: NodeConfig,
 }
 
-/// Builds `node`'s Ignition for `platform`.
+/// Builds `node`'s Ignition for `platform`, encoding inline files as the platform allows.
 pub fn node_ignition(
     cluster: &Cluster,
     node: &Node,
     platform: Platform,
     agent: &AgentSource,
+    encoding: InlineEncoding,
 ) -> Result<NodeIgnition, ComposeError> {
     let node_config = nodeconfig::node_config(cluster, node, platform)?;
     let layout = cluster.os.layout();
-    let mut b = ConfigBuilder::new();
+    let mut b = ConfigBuilder::with_inline_encoding(encoding);
 
     b.inline_file_replacing("/etc/hostname", 0o644, &format!("{}\n", node.name))?;
     if !cluster.ssh_authorized_keys.is_empty() {
@@ -96,8 +102,9 @@ pub fn node_ignition(
     })
 }
 
-/// The node config as compact JSON: inside a data URL every quote, brace and space of the pretty
-/// form costs three bytes, and the Ignition has a size budget (see `docs/platforms.md`).
+/// The node config as compact JSON: the Ignition has a size budget (see `docs/platforms.md`), and
+/// where it stays percent-encoded every quote, brace and space of the pretty form costs three
+/// bytes.
 pub fn node_config_json(config: &NodeConfig) -> String {
     let mut text = serde_json::to_string(config).expect("a node config serializes");
     text.push('\n');
@@ -154,6 +161,12 @@ mod tests {
     use crate::model::Runtime;
     use crate::platform::sample;
 
+    /// Node `index` of `c` built for `platform` as `compose` builds it.
+    fn build(c: &Cluster, index: usize, platform: Platform) -> Result<NodeIgnition, ComposeError> {
+        let encoding = crate::platform::for_platform(platform).inline_encoding();
+        node_ignition(c, &c.nodes[index], platform, &agent(), encoding)
+    }
+
     fn agent() -> AgentSource {
         AgentSource {
             url: "http://h/assets/mc".into(),
@@ -193,7 +206,7 @@ mod tests {
     #[test]
     fn debian_members_run_the_binary_and_workers_mask_etcd() {
         let c = debian_cluster();
-        let member = node_ignition(&c, &c.nodes[0], Platform::Ipxe, &agent()).unwrap();
+        let member = build(&c, 0, Platform::Ipxe).unwrap();
         let u = units(&member.config);
         assert_eq!(u[0].0, "etcd.service");
         assert_eq!(u[0].1, Some(true));
@@ -218,7 +231,7 @@ mod tests {
             .3
             .contains("After=etcd.service network-online.target\n"));
 
-        let worker = node_ignition(&c, &c.nodes[1], Platform::Ipxe, &agent()).unwrap();
+        let worker = build(&c, 1, Platform::Ipxe).unwrap();
         let u = units(&worker.config);
         assert_eq!((u[0].0.as_str(), u[0].2), ("etcd.service", Some(true)));
         assert_eq!(u[0].1, None, "a masked unit is not enabled");
@@ -227,7 +240,7 @@ mod tests {
     #[test]
     fn flatcar_workers_leave_etcd_alone() {
         let c = sample::cluster(1, 1);
-        let worker = node_ignition(&c, &c.nodes[1], Platform::Vagrant, &agent()).unwrap();
+        let worker = build(&c, 1, Platform::Vagrant).unwrap();
         let names: Vec<String> = units(&worker.config).into_iter().map(|u| u.0).collect();
         assert_eq!(
             names,
@@ -238,16 +251,8 @@ mod tests {
     #[test]
     fn packet_members_take_addresses_from_metadata_and_join_through_the_seed() {
         let c = sample::cluster(2, 0);
-        let seed = units(
-            &node_ignition(&c, &c.nodes[0], Platform::Packet, &agent())
-                .unwrap()
-                .config,
-        );
-        let joiner = units(
-            &node_ignition(&c, &c.nodes[1], Platform::Packet, &agent())
-                .unwrap()
-                .config,
-        );
+        let seed = units(&build(&c, 0, Platform::Packet).unwrap().config);
+        let joiner = units(&build(&c, 1, Platform::Packet).unwrap().config);
         let (seed, joiner) = (&seed[0].3, &joiner[0].3);
         for dropin in [seed, joiner] {
             assert!(dropin.starts_with(
@@ -279,9 +284,7 @@ mod tests {
     #[test]
     fn packet_refuses_debian() {
         let c = debian_cluster();
-        let err = node_ignition(&c, &c.nodes[0], Platform::Packet, &agent())
-            .err()
-            .unwrap();
+        let err = build(&c, 0, Platform::Packet).err().unwrap();
         assert_eq!(
             err.to_string(),
             "$.os: platform packet supports os flatcar only"

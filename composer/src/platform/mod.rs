@@ -13,7 +13,7 @@ mod vagrant;
 pub use bundle::{sha256_hex, sha512_hex, Bundle, BundleFile, SHA256SUMS};
 pub use templates::{render, template_names};
 
-use crate::ignition::{self, AgentSource};
+use crate::ignition::{self, AgentSource, InlineEncoding};
 use crate::model::{self, Agent, Cluster, Node};
 
 /// Where served bundles (vagrant, ipxe) put the agent binary.
@@ -95,6 +95,13 @@ pub trait Platform {
         Ok(None)
     }
 
+    /// How the nodes' inline files may be encoded. The default lets the composer gzip them when
+    /// that is smaller; a platform that edits the config text after composing (a placeholder it
+    /// substitutes) must keep them [`InlineEncoding::PlainText`].
+    fn inline_encoding(&self) -> InlineEncoding {
+        InlineEncoding::Smallest
+    }
+
     /// Where a node's full Ignition goes in the bundle.
     fn ignition_path(&self, node: &Node) -> String {
         format!("ignition/{}.ign", node.name)
@@ -158,7 +165,8 @@ pub fn compose(cluster: &Cluster, platform: model::Platform) -> Result<Compositi
     let mut bundle = Bundle::default();
     let mut nodes = Vec::with_capacity(cluster.nodes.len());
     for node in &cluster.nodes {
-        let built = ignition::node_ignition(cluster, node, platform, &agent)?;
+        let built =
+            ignition::node_ignition(cluster, node, platform, &agent, target.inline_encoding())?;
         let json = ignition::to_json(&built.config);
         bundle.add(
             &target.ignition_path(node),

@@ -9,6 +9,7 @@ use minijinja::{context, Value};
 use serde::Serialize;
 
 use super::{render, Bundle, ComposeError, ComposedNode, Platform};
+use crate::ignition::InlineEncoding;
 use crate::model::{self, Cluster, Node};
 use crate::nodeconfig::{packet_seed, PACKET_SEED_TOKEN};
 
@@ -27,6 +28,12 @@ struct DeviceView {
 impl Platform for Packet {
     fn id(&self) -> model::Platform {
         model::Platform::Packet
+    }
+
+    /// Terraform `replace()`s the seed placeholder inside every other node's config text
+    /// (`node.json`, units), which only works on contents that are not compressed.
+    fn inline_encoding(&self) -> InlineEncoding {
+        InlineEncoding::PlainText
     }
 
     fn ignition_path(&self, node: &Node) -> String {
