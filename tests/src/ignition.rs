@@ -62,7 +62,17 @@ pub fn apply_files_online(config: &Path, root: &Path) -> Result<String> {
     apply(config, root, true)
 }
 
+/// Like [`apply_files`], with the engine running inside network namespace `netns` (as on the
+/// node itself: remote sources are fetched over the node's own network).
+pub fn apply_files_in_netns(config: &Path, root: &Path, netns: &str) -> Result<String> {
+    apply_with(config, root, false, Some(netns))
+}
+
 fn apply(config: &Path, root: &Path, online: bool) -> Result<String> {
+    apply_with(config, root, online, None)
+}
+
+fn apply_with(config: &Path, root: &Path, online: bool, netns: Option<&str>) -> Result<String> {
     ensure_binary(ENGINE, "ignition")?;
     ensure_binary(SETFILES, "policycoreutils")?;
     // useradd --root refuses relative roots.
@@ -78,6 +88,7 @@ fn apply(config: &Path, root: &Path, online: bool) -> Result<String> {
         cache: work.path().join("config.json"),
         state: work.path().join("state"),
         neednet: work.path().join("neednet"),
+        netns: netns.map(str::to_string),
     };
     let mut log = String::new();
     if online {
@@ -98,11 +109,20 @@ struct Engine {
     cache: PathBuf,
     state: PathBuf,
     neednet: PathBuf,
+    netns: Option<String>,
 }
 
 impl Engine {
     fn stage(&self, stage: &str) -> Result<String> {
-        let output = Command::new(ENGINE)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, ENGINE]);
+                cmd
+            }
+            None => Command::new(ENGINE),
+        };
+        let output = cmd
             .env("IGNITION_CONFIG_FILE", &self.config)
             .args(["-platform", "file", "-stage", stage, "-log-to-stdout"])
             .arg("-root")

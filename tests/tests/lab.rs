@@ -79,3 +79,234 @@ fn one_node_boots_systemd_from_its_ignition() {
     assert_eq!(node.unit_state("etcd.service").unwrap(), "active");
     assert_eq!(node.boots(), 2);
 }
+
+mod cluster {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use molten_contract::{NodeConfig, NODE_CONFIG_PATH};
+    use molten_testkit::lab::binaries::product_binaries;
+    use molten_testkit::lab::checks::{healths, mc_status, wait_agent_units, wait_status, MC};
+    use molten_testkit::lab::cluster::{Lab, LabOptions};
+    use molten_testkit::lab::probes;
+
+    const BOOT: Duration = Duration::from_secs(120);
+    const CONVERGE: Duration = Duration::from_secs(180);
+    const DOCKER_TLS_PORT: u16 = 2376;
+
+    fn options() -> LabOptions {
+        LabOptions {
+            profile: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/lab.yaml"),
+            binaries: product_binaries().unwrap(),
+            standin: PathBuf::from(env!("CARGO_BIN_EXE_flanneld-standin")),
+        }
+    }
+
+    /// Unwraps, or fails the test with what every running node has to say.
+    fn check<T>(lab: &Lab, what: &str, result: anyhow::Result<T>) -> T {
+        result.unwrap_or_else(|err| panic!("{what}: {err:#}\n{}", lab.diagnose()))
+    }
+
+    fn all_ok(names: &[String]) -> Vec<(&str, &str)> {
+        names.iter().map(|n| (n.as_str(), "ok")).collect()
+    }
+
+    /// Boot finished, both agent units succeeded.
+    fn wait_node(lab: &Lab, name: &str) {
+        let node = lab.node(name);
+        check(
+            lab,
+            &format!("{name} boots"),
+            node.wait_booted(BOOT).map(|_| ()),
+        );
+        check(
+            lab,
+            &format!("{name} converges"),
+            wait_agent_units(node, CONVERGE),
+        );
+    }
+
+    #[test]
+    fn three_nodes_converge_survive_reboots_and_heal() {
+        let mut lab = Lab::provision(&options()).unwrap();
+        let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(names.len(), 3, "the lab profile has three nodes");
+
+        // 8. From the first unshare until every node reports every node healthy.
+        let started: Instant = lab.boot_all().unwrap();
+        for name in &names {
+            wait_node(&lab, name);
+        }
+        check(
+            &lab,
+            "all healthy",
+            wait_status(&lab, &names[0], &all_ok(&names), CONVERGE),
+        );
+        let converged = started.elapsed();
+        eprintln!(
+            "molten-lab: 3 nodes converged {:.1} s after the first unshare",
+            converged.as_secs_f64()
+        );
+
+        // 1. One etcd cluster from the static initial cluster, every member healthy.
+        check(&lab, "etcd cluster", probes::etcd_cluster(&lab, &name_refs));
+
+        // 2. mc.service succeeded everywhere (above); every node sees three healthy nodes.
+        for name in &names {
+            check(
+                &lab,
+                &format!("mc status on {name}"),
+                wait_status(&lab, name, &all_ok(&names), Duration::from_secs(30)),
+            );
+        }
+
+        // 3. One CA; Docker TLS between every pair of nodes, refused without a client cert.
+        check(&lab, "one CA", probes::one_ca(&lab));
+        for a in &lab.nodes {
+            for b in lab.nodes.iter().filter(|b| b.name != a.name) {
+                let version = check(
+                    &lab,
+                    "docker tls",
+                    probes::docker_tls_between(a, b, DOCKER_TLS_PORT),
+                );
+                assert!(!version.is_empty());
+            }
+        }
+
+        // 4. Each node's BOSH network is on its own flannel subnet (its zone's, by the contract).
+        let mut subnets = BTreeSet::new();
+        for node in &lab.nodes {
+            let config_path = node.root().join(NODE_CONFIG_PATH.trim_start_matches('/'));
+            let config = NodeConfig::load(&config_path).unwrap();
+            let network = config.bosh.network_name.clone();
+            let bosh = check(
+                &lab,
+                "bosh network",
+                probes::bosh_network_subnet(node, &network),
+            );
+            let leased = check(&lab, "flannel subnet", probes::flannel_subnet(node));
+            let expected = config.subnet().unwrap();
+            assert_eq!((bosh, leased), (expected, expected), "{}", node.name);
+            subnets.insert(bosh);
+        }
+        assert_eq!(subnets.len(), 3, "two nodes share a subnet: {subnets:?}");
+
+        // 5. cpi-config: three Docker CPIs, the same on every node, whose hosts answer over TLS.
+        let (cpi_text, cpis) = check(&lab, "cpi-config", probes::cpi_config(&lab.nodes[0]));
+        let hosts: BTreeSet<String> = cpis.iter().map(|c| c.host.clone()).collect();
+        let expected_hosts: BTreeSet<String> = lab
+            .nodes
+            .iter()
+            .map(|n| format!("tcp://{}:{DOCKER_TLS_PORT}", n.ip))
+            .collect();
+        assert_eq!(hosts, expected_hosts, "CPIs: {cpis:?}");
+        for node in &lab.nodes[1..] {
+            let (text, _) = check(&lab, "cpi-config", probes::cpi_config(node));
+            assert!(
+                text == cpi_text,
+                "cpi-config on {} differs from {}'s",
+                node.name,
+                names[0]
+            );
+        }
+        check(
+            &lab,
+            "CPI hosts",
+            probes::cpi_hosts_answer(&lab.nodes[0], &cpi_text),
+        );
+
+        // 6. Reboot a node: it rejoins, mc reports unchanged, certificates and cpi-config stay.
+        let victim = names[1].clone();
+        let prints = check(
+            &lab,
+            "fingerprints",
+            probes::cert_fingerprints(lab.node(&victim)),
+        );
+        let before = check(&lab, "status", probes::published_status(&lab, &victim));
+        let rebooted_at = Instant::now();
+        lab.node_mut(&victim).reboot().unwrap();
+        wait_node(&lab, &victim);
+        check(
+            &lab,
+            "healthy after reboot",
+            wait_status(&lab, &victim, &all_ok(&names), CONVERGE),
+        );
+        let reboot_converged = rebooted_at.elapsed();
+        let after = check(&lab, "status", probes::published_status(&lab, &victim));
+        assert_ne!(
+            after.finished, before.finished,
+            "{victim} did not publish a new converge"
+        );
+        let changed: Vec<_> = after
+            .steps
+            .iter()
+            .filter(|(_, state, _)| state != "unchanged")
+            .collect();
+        assert!(
+            after.ok && changed.is_empty(),
+            "after a reboot mc changed: {changed:?}"
+        );
+        assert_eq!(
+            check(
+                &lab,
+                "fingerprints",
+                probes::cert_fingerprints(lab.node(&victim))
+            ),
+            prints
+        );
+        let (cpi_after, _) = check(&lab, "cpi-config", probes::cpi_config(&lab.nodes[0]));
+        assert!(
+            cpi_after == cpi_text,
+            "cpi-config changed after {victim} rebooted"
+        );
+        check(
+            &lab,
+            "etcd cluster after reboot",
+            probes::etcd_cluster(&lab, &name_refs),
+        );
+
+        // 7. Stop a node: the others still converge and report it; start it: it heals.
+        let stopped = names[2].clone();
+        lab.node_mut(&stopped).kill().unwrap();
+        for name in &names[..2] {
+            check(
+                &lab,
+                &format!("mc converge on {name} with {stopped} down"),
+                lab.node(name).exec(&[MC, "converge"]).map(|_| ()),
+            );
+        }
+        let views = check(&lab, "mc status", mc_status(lab.node(&names[0])));
+        let seen = healths(&views);
+        for (name, health) in &seen {
+            if *name == stopped {
+                assert!(
+                    health == "unreachable" || health == "stale",
+                    "{stopped} shows {health}"
+                );
+            } else {
+                assert_eq!(health, "ok", "{name} while {stopped} is down");
+            }
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        lab.node_mut(&stopped).boot().unwrap();
+        wait_node(&lab, &stopped);
+        check(
+            &lab,
+            "healed",
+            wait_status(&lab, &names[0], &all_ok(&names), CONVERGE),
+        );
+        check(
+            &lab,
+            "etcd cluster after healing",
+            probes::etcd_cluster(&lab, &name_refs),
+        );
+
+        eprintln!(
+            "molten-lab: timings: first converge {:.1} s; reboot of {victim} to healthy {:.1} s",
+            converged.as_secs_f64(),
+            reboot_converged.as_secs_f64()
+        );
+    }
+}

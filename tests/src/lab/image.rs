@@ -41,7 +41,7 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 /// Bump when the post-debootstrap recipe changes, so cached images are rebuilt.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 3;
 
 /// Units the packages enable on install; the node's Ignition decides instead.
 const PACKAGE_ENABLED_UNITS: &[&str] = &[
@@ -51,6 +51,8 @@ const PACKAGE_ENABLED_UNITS: &[&str] = &[
     "multi-user.target.wants/etcd.service",
     "etcd2.service",
     "multi-user.target.wants/e2scrub_reap.service",
+    // a container has no tty1
+    "getty.target.wants/getty@tty1.service",
 ];
 
 const LAB_PRESET: &str = "\
@@ -60,6 +62,9 @@ disable systemd-networkd.socket
 disable systemd-networkd-wait-online.service
 disable systemd-resolved.service
 disable systemd-timesyncd.service
+# a node is a container here: no ttys, and its console is a log file
+disable getty@.service
+disable console-getty.service
 ";
 
 /// The cached image, built if missing. Returns the rootfs directory (read-only by convention:
@@ -104,12 +109,29 @@ pub fn ensure_image(cache_root: &Path) -> Result<PathBuf> {
         .with_context(|| format!("failed to move the image into {}", dir.display()))?;
     // The staging dir was renamed; keep TempDir from deleting the new location.
     let _ = staging.keep();
+    remove_stale_images(cache_root, &key);
     eprintln!(
         "molten-lab: node image ready in {:.0?} at {}",
         started.elapsed(),
         rootfs.display()
     );
     Ok(rootfs)
+}
+
+/// Images of older package lists or recipes are never used again: free their space.
+fn remove_stale_images(cache_root: &Path, current: &str) {
+    let Ok(entries) = std::fs::read_dir(cache_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{SUITE}-")) && name != current && !name.contains(".building-")
+        {
+            if let Err(err) = std::fs::remove_dir_all(entry.path()) {
+                eprintln!("molten-lab: could not remove the old image {name}: {err}");
+            }
+        }
+    }
 }
 
 /// `<suite>-<first 16 hex of sha256(suite, packages, recipe version)>`.
@@ -169,6 +191,11 @@ fn apply_recipe(root: &Path) -> Result<()> {
         presets.join("99-default.preset"),
         "# molten lab image: units start only when a preset (Ignition's) enables them.\ndisable *\n",
     )?;
+    // The getty generator adds a console getty in containers; the lab's console is a log file.
+    let console_getty = units.join("console-getty.service");
+    if console_getty.symlink_metadata().is_err() {
+        std::os::unix::fs::symlink("/dev/null", &console_getty)?;
+    }
     std::fs::write(root.join("etc/machine-id"), "uninitialized\n")?;
     for leftover in ["var/lib/dbus/machine-id", "etc/hostname"] {
         let path = root.join(leftover);

@@ -46,9 +46,7 @@ pub fn debian_mirror() -> Result<String> {
 
 /// Is this a Debian main archive for bookworm (not security, not a third-party repo)?
 fn is_debian_archive(url: &str, suites: &[&str]) -> bool {
-    url.contains("debian")
-        && !url.contains("security")
-        && suites.contains(&super::image::SUITE)
+    url.contains("debian") && !url.contains("security") && suites.contains(&super::image::SUITE)
 }
 
 fn from_one_line(text: &str) -> Option<String> {

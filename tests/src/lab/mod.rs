@@ -1,11 +1,16 @@
 //! The local lab: three systemd nodes booted from a cached Debian image with the Ignition that
 //! `molten compose` wrote, each in its own network namespace on a lab bridge. See docs/lab.md.
 
+pub mod binaries;
+pub mod cgroups;
+pub mod checks;
+pub mod cluster;
 pub mod flannel_standin;
 pub mod image;
 pub mod mirror;
 pub mod netns;
 pub mod node;
+pub mod probes;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -3,6 +3,7 @@
 //! private addresses live inside these namespaces; nothing is configured in the host's.
 
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -38,6 +39,29 @@ impl NetNs {
     /// `ip -n <ns> ARGS`.
     pub fn ip(&self, args: &[&str]) -> Result<String> {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// Runs `f` on a thread that has joined this namespace (sockets it opens live there), e.g.
+    /// to probe a server on the lab bridge from the test process.
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = std::path::Path::new("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("failed to open {}", path.display()))?;
+            // SAFETY: setns on a descriptor we own; it changes only this thread's namespace,
+            // and the thread ends after `f`.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("setns into {}", path.display()));
+            }
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in namespace {} panicked", self.name))?
     }
 
     /// A command that runs `program` inside this namespace (`ip netns exec`).

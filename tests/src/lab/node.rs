@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::cgroups::NodeCgroups;
 use super::netns::NetNs;
 use crate::process::{log_tail, run, signal, wait_until, ChildGuard};
 
@@ -34,11 +35,20 @@ exec env -i container=other PATH=/usr/sbin:/usr/bin:/sbin:/bin /lib/systemd/syst
 
 const NODE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Joins the cgroups listed in `$MOLTEN_LAB_CGROUP_PROCS` (colon separated), then execs the
+/// rest of the command line (which creates the namespaces, the cgroup one rooted here).
+const JOIN_CGROUPS: &str = r#"IFS=:
+for procs in $MOLTEN_LAB_CGROUP_PROCS; do echo $$ > "$procs" || exit 1; done
+unset MOLTEN_LAB_CGROUP_PROCS IFS
+exec "$@"
+"#;
+
 #[derive(Debug)]
 struct Booted {
     /// The `unshare` process (our child); PID 1 of the node is its only child.
     unshare: ChildGuard,
     pid1: u32,
+    cgroups: NodeCgroups,
 }
 
 #[derive(Debug)]
@@ -53,7 +63,7 @@ pub struct LabNode {
 }
 
 impl LabNode {
-    /// Copies `image` to `<dir>/root` (`cp -a --reflink=auto`).
+    /// Copies `image` to `<dir>/root` (`cp -a --reflink=auto`) and wraps it.
     pub fn create(
         name: &str,
         ip: Ipv4Addr,
@@ -61,21 +71,20 @@ impl LabNode {
         dir: &Path,
         netns: NetNs,
     ) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let root = dir.join("root");
-        run(Command::new("cp")
-            .args(["-a", "--reflink=auto"])
-            .arg(image)
-            .arg(&root))
-        .with_context(|| format!("failed to copy the image for {name}"))?;
-        Ok(Self {
+        copy_image(image, dir)?;
+        Ok(Self::from_prepared(name, ip, dir, netns))
+    }
+
+    /// A node whose `<dir>/root` is already in place (see [`copy_image`]).
+    pub fn from_prepared(name: &str, ip: Ipv4Addr, dir: &Path, netns: NetNs) -> Self {
+        Self {
             name: name.to_string(),
             ip,
             dir: dir.to_path_buf(),
             netns,
             booted: None,
             boots: 0,
-        })
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -110,8 +119,18 @@ impl LabNode {
             .create(true)
             .append(true)
             .open(self.dir.join("boot.log"))?;
-        let mut cmd = self.netns.command("unshare");
+        let cgroups = NodeCgroups::create(&format!("{}-{}", self.netns.name(), self.name))?;
+        let procs: Vec<String> = cgroups
+            .procs_files()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", JOIN_CGROUPS, "join-cgroups"])
+            .env("MOLTEN_LAB_CGROUP_PROCS", procs.join(":"))
+            .args(["ip", "netns", "exec", self.netns.name(), "unshare"]);
         cmd.args([
+            "--cgroup",
             "--pid",
             "--fork",
             "--kill-child",
@@ -162,7 +181,11 @@ impl LabNode {
                 log_tail(&self.dir.join("boot.log"), 2000)
             )
         })?;
-        self.booted = Some(Booted { unshare, pid1 });
+        self.booted = Some(Booted {
+            unshare,
+            pid1,
+            cgroups,
+        });
         self.boots += 1;
         Ok(())
     }
@@ -174,7 +197,7 @@ impl LabNode {
         };
         signal(booted.pid1, libc::SIGKILL)?;
         booted.unshare.stop()?;
-        Ok(())
+        booted.cgroups.remove()
     }
 
     /// Kill, then boot the same root again.
@@ -277,12 +300,44 @@ impl LabNode {
     }
 }
 
+impl LabNode {
+    /// What went on in the node, for a failing test's message: failed units, pending jobs and
+    /// the journal of each unit in `units`.
+    pub fn diagnose(&self, units: &[&str]) -> String {
+        let mut report = format!("===== {} =====\n", self.name);
+        for args in [
+            &["systemctl", "--failed", "--no-pager"][..],
+            &["systemctl", "list-jobs", "--no-pager"][..],
+        ] {
+            report += &self.exec(args).unwrap_or_else(|e| format!("{e:#}\n"));
+        }
+        for unit in units {
+            report += &format!("--- {unit}\n{}", self.journal(unit, 25));
+        }
+        report
+    }
+}
+
 impl Drop for LabNode {
     fn drop(&mut self) {
         if let Err(err) = self.kill() {
             eprintln!("molten-lab: failed to stop node {}: {err:#}", self.name);
         }
     }
+}
+
+/// Copies `image` to `<dir>/root` (`cp -a --reflink=auto`) with a persistent journal dir.
+pub fn copy_image(image: &Path, dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let root = dir.join("root");
+    run(Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(image)
+        .arg(&root))
+    .with_context(|| format!("failed to copy the image into {}", dir.display()))?;
+    // A persistent journal: readable after the node is gone (`journalctl -D`).
+    std::fs::create_dir_all(root.join("var/log/journal"))?;
+    Ok(root)
 }
 
 /// The first child of `pid` (from `/proc/<pid>/task/*/children`).

@@ -81,6 +81,25 @@ pub async fn run(args: Args) -> Result<()> {
     }
 }
 
+/// Logs the first failure and then every 30th, so a long wait for etcd does not flood the
+/// journal.
+#[derive(Default)]
+struct Retries {
+    count: u64,
+}
+
+impl Retries {
+    fn note(&mut self, what: &str) {
+        if self.count % 30 == 0 {
+            eprintln!(
+                "flanneld-standin: {what} (retrying every second; attempt {})",
+                self.count + 1
+            );
+        }
+        self.count += 1;
+    }
+}
+
 /// Parses the process's arguments and `FLANNELD_*` environment.
 pub fn args_from_env() -> Result<Args> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -89,13 +108,14 @@ pub fn args_from_env() -> Result<Args> {
 }
 
 async fn connect(args: &Args) -> Client {
+    let mut retries = Retries::default();
     loop {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(5));
         match Client::connect(&args.etcd_endpoints, Some(options)).await {
             Ok(client) => return client,
-            Err(err) => eprintln!("flanneld-standin: connecting to etcd: {err}"),
+            Err(err) => retries.note(&format!("connecting to etcd: {err}")),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

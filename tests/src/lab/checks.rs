@@ -1,0 +1,147 @@
+//! What the lab asks of its nodes: did the agent's units succeed, what does `mc status` say.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use super::cluster::Lab;
+use super::node::LabNode;
+use crate::process::wait_until;
+
+/// The agent binary on a node (the contract's layout).
+pub const MC: &str = "/opt/bin/mc";
+
+/// The agent's two oneshot units.
+pub const MC_UNITS: [&str; 2] = ["mc.service", "mc-network.service"];
+
+/// `(ActiveState, Result)` of a unit.
+pub fn unit_outcome(node: &LabNode, unit: &str) -> Result<(String, String)> {
+    let out = node.exec(&[
+        "systemctl",
+        "show",
+        "-p",
+        "ActiveState",
+        "-p",
+        "Result",
+        unit,
+    ])?;
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok((field("ActiveState"), field("Result")))
+}
+
+/// Waits until both agent units of `node` are active with result `success`. Fails at once,
+/// with the unit's journal, if one failed; and after a few seconds if a unit sits inactive with
+/// no start job queued while the system has finished starting (its job was lost — e.g. by a
+/// `daemon-reload` issued during the boot transaction, cf. systemd/systemd#23615).
+pub fn wait_agent_units(node: &LabNode, timeout: Duration) -> Result<()> {
+    let mut idle_polls = 0;
+    wait_until(
+        &format!("the agent units on {}", node.name),
+        timeout,
+        Duration::from_millis(250),
+        || {
+            let mut done = true;
+            for unit in MC_UNITS {
+                let (state, result) = unit_outcome(node, unit)?;
+                if state == "failed" || (result != "success" && !result.is_empty()) {
+                    bail!(
+                        "{unit} on {} ended {state}/{result}; its journal:\n{}",
+                        node.name,
+                        node.journal(unit, 60)
+                    );
+                }
+                done &= state == "active";
+            }
+            if !done && nothing_queued(node)? {
+                idle_polls += 1;
+                if idle_polls >= 20 {
+                    let states: Vec<String> = MC_UNITS
+                        .iter()
+                        .map(|u| {
+                            let (state, result) = unit_outcome(node, u).unwrap_or_default();
+                            format!("{u} {state}/{result}")
+                        })
+                        .collect();
+                    bail!(
+                        "{}: systemd has no jobs left but the agent did not finish ({}); \
+                         the start job was dropped",
+                        node.name,
+                        states.join(", ")
+                    );
+                }
+            } else {
+                idle_polls = 0;
+            }
+            Ok(done.then_some(()))
+        },
+    )
+}
+
+/// True when the node's systemd has finished starting and has no job queued.
+fn nothing_queued(node: &LabNode) -> Result<bool> {
+    let jobs = node.exec(&["systemctl", "list-jobs", "--no-legend", "--no-pager"])?;
+    let state = node.exec_output(&["systemctl", "is-system-running"])?;
+    let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+    Ok(jobs.trim().is_empty() && (state == "running" || state == "degraded"))
+}
+
+/// `mc status --json` run on `node`, as a list of node views.
+pub fn mc_status(node: &LabNode) -> Result<Vec<Value>> {
+    let out = node.exec_output(&[MC, "status", "--json"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "mc status --json on {} printed no JSON ({}): {text}{}",
+            node.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let list = match v {
+        Value::Array(items) => items,
+        Value::Object(ref map) if map.get("nodes").is_some_and(Value::is_array) => {
+            map["nodes"].as_array().cloned().unwrap_or_default()
+        }
+        other => bail!("unexpected mc status --json shape: {other}"),
+    };
+    Ok(list)
+}
+
+/// `name → health` from an `mc status` list.
+pub fn healths(status: &[Value]) -> Vec<(String, String)> {
+    status
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or("?").to_string(),
+                n["health"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `mc status` on `on` reports exactly the lab's nodes with the wanted health each.
+pub fn wait_status(lab: &Lab, on: &str, want: &[(&str, &str)], timeout: Duration) -> Result<()> {
+    let mut last = Vec::new();
+    let result = wait_until(
+        &format!("mc status on {on} to show {want:?}"),
+        timeout,
+        Duration::from_millis(500),
+        || {
+            let status = mc_status(lab.node(on))?;
+            last = healths(&status);
+            let wanted: Vec<(String, String)> = want
+                .iter()
+                .map(|(n, h)| (n.to_string(), h.to_string()))
+                .collect();
+            Ok((last == wanted).then_some(()))
+        },
+    );
+    result.with_context(|| format!("last seen: {last:?}"))
+}
