@@ -6,14 +6,14 @@
 //!   Characters that are safe inside an opaque URL (`:/,=@` ...) are kept too, to stay small.
 //! - **gzip + base64** (`data:;base64,...` with Ignition's `compression: "gzip"`, spec ≥ 3.1):
 //!   JSON's quotes and braces cost three bytes each when percent-encoded, so a node config
-//!   compresses to about half. Used only when it is smaller and the platform allows it
-//!   ([`InlineEncoding`]), as Butane does. The gzip stream is reproducible: fixed level, mtime 0,
-//!   no file name, OS byte "unknown".
+//!   compresses to about two thirds. Used only when the JSON gets smaller (the `compression`
+//!   field counted) and the platform allows it ([`InlineEncoding`]), as Butane does. The gzip
+//!   stream is reproducible: fixed level, mtime 0, no file name, OS byte "unknown".
 
-use std::io::Write;
+use std::cell::RefCell;
 
 use base64::Engine;
-use flate2::{Compression, GzBuilder};
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 /// How inline contents may be encoded: a property of the platform (see
 /// `Platform::inline_encoding`), never guessed from the contents.
@@ -34,42 +34,72 @@ pub struct Inline {
     pub compression: Option<&'static str>,
 }
 
+const GZIP_PREFIX: &str = "data:;base64,";
+/// What the `compression` field adds to the JSON: `"compression":"gzip",`.
+const COMPRESSION_FIELD_BYTES: usize = 21;
+/// gzip header and trailer (crc32, length) around the deflate stream.
+const GZIP_FRAMING_BYTES: usize = 18;
 /// gzip level: the highest, as the output is small and composed once per node.
 const GZIP_LEVEL: u32 = 9;
-/// The gzip header's OS byte: 255, "unknown", so the output does not depend on the build host.
-const GZIP_OS_UNKNOWN: u8 = 255;
+/// The gzip header: magic, deflate, no flags, mtime 0 (reproducible), XFL 2 (level 9), OS 255
+/// ("unknown", so the output does not depend on the build host).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
+
+thread_local! {
+    /// A deflate state is ~300 KB to set up; composing a thousand nodes reuses one per thread.
+    static DEFLATE: RefCell<Compress> =
+        RefCell::new(Compress::new(Compression::new(GZIP_LEVEL), false));
+}
 
 pub fn encode(text: &str, encoding: InlineEncoding) -> Inline {
     let plain = Inline {
         source: percent_encode(text),
         compression: None,
     };
-    if encoding == InlineEncoding::PlainText {
+    // Even an empty deflate stream with its framing cannot beat a short text: skip the work.
+    let smallest_gzip =
+        COMPRESSION_FIELD_BYTES + GZIP_PREFIX.len() + (GZIP_FRAMING_BYTES + 2) * 4 / 3;
+    if encoding == InlineEncoding::PlainText || plain.source.len() <= smallest_gzip {
         return plain;
     }
     let compressed = Inline {
         source: format!(
-            "data:;base64,{}",
+            "{GZIP_PREFIX}{}",
             base64::engine::general_purpose::STANDARD.encode(gzip(text.as_bytes()))
         ),
         compression: Some("gzip"),
     };
-    if compressed.source.len() < plain.source.len() {
+    if compressed.source.len() + COMPRESSION_FIELD_BYTES < plain.source.len() {
         compressed
     } else {
         plain
     }
 }
 
+/// A gzip member (RFC 1952) of `bytes` with the fixed [`GZIP_HEADER`].
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzBuilder::new()
-        .mtime(0)
-        .operating_system(GZIP_OS_UNKNOWN)
-        .write(Vec::new(), Compression::new(GZIP_LEVEL));
-    encoder
-        .write_all(bytes)
-        .expect("writing to a Vec cannot fail");
-    encoder.finish().expect("writing to a Vec cannot fail")
+    let mut out = Vec::with_capacity(bytes.len() / 2 + 64);
+    out.extend_from_slice(&GZIP_HEADER);
+    DEFLATE.with(|deflate| {
+        let mut deflate = deflate.borrow_mut();
+        deflate.reset();
+        loop {
+            let consumed = usize::try_from(deflate.total_in()).expect("input fits in memory");
+            out.reserve(256);
+            let status = deflate
+                .compress_vec(&bytes[consumed..], &mut out, FlushCompress::Finish)
+                .expect("deflate into a Vec cannot fail");
+            if status == Status::StreamEnd {
+                break;
+            }
+        }
+    });
+    let mut crc = Crc::new();
+    crc.update(bytes);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out
 }
 
 /// Bytes that stay as they are: RFC 3986 unreserved characters plus the separators that carry no
@@ -157,6 +187,19 @@ mod tests {
             .unwrap();
         // Magic, deflate, no flags, mtime 0, XFL 2 (maximum compression), OS unknown.
         assert_eq!(gz[..10], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255]);
+    }
+
+    #[test]
+    fn long_contents_round_trip_through_the_reused_compressor() {
+        // Larger than any one output reservation, and poorly compressible, twice in a row.
+        let text: String = (0..20_000u32)
+            .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) >> 27) as u8 % 26))
+            .collect();
+        for _ in 0..2 {
+            let inline = encode(&text, InlineEncoding::Smallest);
+            assert_eq!(inline.compression, Some("gzip"));
+            assert_eq!(gunzip(&inline.source), text);
+        }
     }
 
     #[test]
