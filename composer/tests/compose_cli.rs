@@ -92,7 +92,10 @@ fn a_platform_the_input_cannot_serve_exits_2() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("$.agent"), "{stderr}");
+    assert!(
+        stderr.contains("error[--agent]: platform packet serves no files"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }
 

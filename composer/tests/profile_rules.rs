@@ -178,9 +178,20 @@ fn packet_drops_addresses_and_needs_its_section() {
         platform: Some(Platform::Packet),
         ..opts(&agent_path)
     };
-    let c = load_file(&profiles().join("packet.yaml"), &packet)
+    // Packet nodes download the agent: the profile gets a URL, as its comment says.
+    let text = std::fs::read_to_string(profiles().join("packet.yaml")).unwrap();
+    let text = format!(
+        "{text}agent: {{url: https://downloads.example.org/mc, sha512: {}}}\n",
+        agent.sha512()
+    );
+    let by_url = LoadOptions {
+        agent_override: None,
+        ..packet
+    };
+    let c = load("packet.yaml", &text, &profiles(), &by_url)
         .unwrap()
         .cluster;
+    assert!(matches!(c.agent, Agent::Url { .. }));
     assert!(c.nodes.iter().all(|n| n.ip.is_none()));
     let p = c.packet.unwrap();
     assert_eq!((p.metro.as_str(), p.plan.as_str()), ("am", "c3.small.x86"));

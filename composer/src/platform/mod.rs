@@ -119,11 +119,13 @@ pub trait Platform {
                     url: format!("{base}/{AGENT_ASSET}"),
                     sha512: sha512.clone(),
                 }),
+                // The profile stage reports this at the field; this guards other callers.
                 None => Err(ComposeError::invalid(
                     "$.agent",
                     format!(
-                        "platform {} serves no files, so it cannot ship a local agent binary: \
-                         give the agent's url and sha512 in the profile",
+                        "platform {} serves no files, so its nodes cannot download a local agent \
+                         binary: publish mc where the nodes can reach it and give \
+                         `agent: {{url: <its URL>, sha512: <its sha512sum>}}` in the profile",
                         self.id()
                     ),
                 )),

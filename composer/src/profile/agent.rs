@@ -9,12 +9,13 @@ use sha2::{Digest, Sha512};
 use super::raw::RawProfile;
 use super::report::{At, Report};
 use super::values;
-use crate::model::Agent;
+use crate::model::{Agent, Platform};
 
 pub(crate) fn agent(
     raw: &RawProfile,
     base_dir: &Path,
     agent_override: Option<&Path>,
+    platform: Option<Platform>,
     report: &mut Report,
 ) -> Option<Agent> {
     if let Some(path) = agent_override {
@@ -23,10 +24,12 @@ pub(crate) fn agent(
         return local(path, path, None, &at, report);
     }
     let Some(section) = raw.agent.as_ref() else {
-        report.error(
-            &At::new("$.agent", (0, 0)),
-            "no agent: set agent.path or agent.url + agent.sha512, or pass --agent PATH",
-        );
+        let message = if platform == Some(Platform::Packet) {
+            "no agent: packet nodes download it, so set agent.url + agent.sha512"
+        } else {
+            "no agent: set agent.path or agent.url + agent.sha512, or pass --agent PATH"
+        };
+        report.error(&At::new("$.agent", (0, 0)), message);
         return None;
     };
     let section_at = At::of("$.agent", section);
@@ -83,6 +86,23 @@ pub(crate) fn agent(
             }
         }
     }
+}
+
+/// Where a local agent binary was named (`--agent` or `$.agent.path`), for platforms that cannot
+/// serve one; `None` when the agent is a URL or invalid.
+pub(crate) fn local_origin(
+    raw: &RawProfile,
+    agent_override: Option<&Path>,
+    agent: Option<&Agent>,
+) -> Option<At> {
+    if !matches!(agent, Some(Agent::Local { .. })) {
+        return None;
+    }
+    if agent_override.is_some() {
+        return Some(At::new("--agent", (0, 0)));
+    }
+    let path = raw.agent.as_ref()?.path.as_ref()?;
+    Some(At::of("$.agent.path", path))
 }
 
 /// Hashes the file at `resolved`; messages show the path as the user wrote it.

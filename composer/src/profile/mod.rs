@@ -122,7 +122,7 @@ fn build(
         report,
     );
     let bosh = settings::bosh(raw, report);
-    let agent = agent::agent(raw, base_dir, opts.agent_override, report);
+    let agent = agent::agent(raw, base_dir, opts.agent_override, opts.platform, report);
 
     let sections = raw.platforms.as_deref();
     let packet = sections
@@ -153,6 +153,7 @@ fn build(
             install_to_disk: ipxe.as_ref().is_some_and(|i| i.install_to_disk),
             vagrant_host_ip: vagrant.host_ip,
             vagrant_host_at: host_at.as_ref(),
+            local_agent_at: agent::local_origin(raw, opts.agent_override, agent.as_ref()),
         };
         platforms::check_target(platform, raw, &expanded.0, targets, report);
     }

@@ -325,6 +325,9 @@ pub(crate) fn check_target(
                     "composing for packet needs a `platforms.packet` section (project_id, metro, plan)",
                 );
             }
+            if let Some(agent_at) = &settings.local_agent_at {
+                report.error(agent_at, packet_local_agent(agent_at));
+            }
             let mut seen = std::collections::HashSet::new();
             for draft in drafts {
                 if let Some(ip_at) = &draft.ip_at {
@@ -347,4 +350,20 @@ pub(crate) struct Targets<'a> {
     pub install_to_disk: bool,
     pub vagrant_host_ip: Ipv4Addr,
     pub vagrant_host_at: Option<&'a At>,
+    /// Where a local agent binary was named, if the agent is one.
+    pub local_agent_at: Option<At>,
+}
+
+/// Why packet refuses a local agent, and what to write instead.
+fn packet_local_agent(at: &At) -> String {
+    let instead = if at.path == "--agent" {
+        "drop --agent and give"
+    } else {
+        "replace agent.path with"
+    };
+    format!(
+        "platform packet serves no files, so its nodes cannot download a local agent binary: \
+         publish mc where the nodes can reach it, then {instead} \
+         `agent: {{url: <its URL>, sha512: <its sha512sum>}}` in the profile"
+    )
 }
