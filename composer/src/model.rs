@@ -159,6 +159,17 @@ pub struct IpxeSettings {
     /// Extra kernel arguments appended after molten's own.
     pub kernel_args: Vec<String>,
     pub install_to_disk: bool,
+    /// Files copied into the bundle's `assets/` (kernel and initrd among them when any).
+    pub assets: Vec<IpxeAsset>,
+}
+
+/// An operator file the ipxe bundle serves as `assets/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpxeAsset {
+    /// The file's name, unique among the assets.
+    pub name: String,
+    /// Where it is read from (resolved against the profile's directory).
+    pub path: PathBuf,
 }
 
 /// An Ethernet MAC address.

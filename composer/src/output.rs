@@ -3,6 +3,8 @@
 //! took seconds), then renamed into place. An
 //! existing output is renamed away first and deleted only once the new one is in place, so a
 //! reader sees the old bundle or the new one, never a mix, and a failure leaves the old one.
+//! Files copied from disk (iPXE assets) are streamed and checked against the sha256 that
+//! `SHA256SUMS` already lists, so a file changed since composing fails the write.
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::platform::{Bundle, Composition, SHA256SUMS};
+use sha2::Digest;
+
+use crate::platform::{Bundle, Composition, CopiedFile, SHA256SUMS};
 
 /// Writes `bundle` to `dest`, replacing a previous molten output there.
 pub fn write_bundle(bundle: &Bundle, dest: &Path) -> Result<()> {
@@ -110,7 +114,7 @@ fn check_replaceable(dest: &Path) -> Result<()> {
 
 fn write_tree(bundle: &Bundle, root: &Path) -> Result<()> {
     let mut dirs = std::collections::BTreeSet::new();
-    for (rel, file) in bundle.files() {
+    let mut create = |rel: &str| -> Result<(PathBuf, fs::File)> {
         let path = root.join(rel);
         let dir = path
             .parent()
@@ -120,12 +124,56 @@ fn write_tree(bundle: &Bundle, root: &Path) -> Result<()> {
             fs::create_dir_all(&dir)
                 .with_context(|| format!("failed to create {}", dir.display()))?;
         }
-        let mut out = fs::File::create(&path)
+        let out = fs::File::create(&path)
             .with_context(|| format!("failed to create {}", path.display()))?;
+        Ok((path, out))
+    };
+    for (rel, file) in bundle.files() {
+        let (path, mut out) = create(rel)?;
         out.write_all(&file.contents)
             .with_context(|| format!("failed to write {}", path.display()))?;
-        out.set_permissions(fs::Permissions::from_mode(file.mode))
-            .with_context(|| format!("failed to set the mode of {}", path.display()))?;
+        set_mode(&out, &path, file.mode)?;
+    }
+    for (rel, file) in bundle.copies() {
+        let (path, mut out) = create(rel)?;
+        copy_checked(file, &mut out, &path)?;
+        set_mode(&out, &path, file.mode)?;
+    }
+    Ok(())
+}
+
+fn set_mode(file: &fs::File, path: &Path, mode: u32) -> Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set the mode of {}", path.display()))
+}
+
+/// Streams `file.source` into `out` (1 MiB at a time, whatever its size) and checks that it
+/// still has the sha256 the bundle's `SHA256SUMS` lists.
+fn copy_checked(file: &CopiedFile, out: &mut fs::File, dest: &Path) -> Result<()> {
+    let mut source = fs::File::open(&file.source)
+        .with_context(|| format!("cannot read {}", file.source.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match std::io::Read::read(&mut source, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot read {}", file.source.display()))
+            }
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .with_context(|| format!("failed to write {}", dest.display()))?;
+    }
+    let found = hex::encode(hasher.finalize());
+    if found != file.sha256 {
+        bail!(
+            "{} changed while composing (sha256 {found}, {SHA256SUMS} lists {}): compose again",
+            file.source.display(),
+            file.sha256
+        );
     }
     Ok(())
 }
@@ -222,6 +270,38 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, ["vagrant"]);
+    }
+
+    #[test]
+    fn copies_are_streamed_and_a_changed_source_leaves_no_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("initrd");
+        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        fs::write(&source, &bytes).unwrap();
+        let mut b = Bundle::default();
+        b.add_copy("assets/initrd", &source, 0o644).unwrap();
+        b.add_sha256sums().unwrap();
+        let dest = dir.path().join("out");
+        write_bundle(&b, &dest).unwrap();
+        assert!(fs::read(dest.join("assets/initrd")).unwrap() == bytes);
+        let mode = fs::metadata(dest.join("assets/initrd"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+
+        fs::write(&source, b"rebuilt since").unwrap();
+        let other = dir.path().join("other");
+        let err = write_bundle(&b, &other).unwrap_err();
+        assert!(
+            err.to_string().contains("changed while composing"),
+            "{err:#}"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.contains("other")), "{names:?}");
     }
 
     #[test]

@@ -160,3 +160,80 @@ fn help_shows_examples() {
     );
     assert!(help.lines().all(|l| l.chars().count() <= 80), "{help}");
 }
+
+/// `platforms.ipxe.assets`: the listed files land in `assets/` under their own names, byte for
+/// byte, and `SHA256SUMS` lists them, so `molten serve` serves them with no manual step.
+#[test]
+fn ipxe_assets_are_copied_into_the_bundle_and_summed() {
+    let work = tempfile::tempdir().unwrap();
+    let agent = common::fake_agent(work.path());
+    let images = work.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let kernel: Vec<u8> = (0..2_500_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(images.join("vmlinuz"), &kernel).unwrap();
+    std::fs::write(images.join("initrd.cpio.gz"), b"initrd").unwrap();
+    let dev = std::fs::read_to_string(common::repo_root().join("profiles/dev.yaml")).unwrap();
+    let text = dev.replace(
+        "\n  ipxe:\n",
+        "\n  ipxe:\n    kernel: vmlinuz\n    initrd: initrd.cpio.gz\n    \
+         assets: [images/vmlinuz, images/initrd.cpio.gz]\n",
+    );
+    assert_ne!(text, dev, "dev.yaml has no ipxe section to extend");
+    let profile = work.path().join("dev-assets.yaml");
+    std::fs::write(&profile, text).unwrap();
+    let out = work.path().join("out");
+    common::compose_to(&profile, Platform::Ipxe, &agent, &out);
+
+    assert_eq!(std::fs::read(out.join("assets/vmlinuz")).unwrap(), kernel);
+    assert_eq!(
+        std::fs::read(out.join("assets/initrd.cpio.gz")).unwrap(),
+        b"initrd"
+    );
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
+    for (name, bytes) in [("vmlinuz", &kernel[..]), ("initrd.cpio.gz", b"initrd")] {
+        let line = format!("{}  assets/{name}", molten::platform::sha256_hex(bytes));
+        assert!(sums.lines().any(|l| l == line), "{line} not in:\n{sums}");
+    }
+    let scripts = common::read_tree(&out.join("nodes"));
+    assert_eq!(scripts.len(), 3);
+    for script in scripts.values() {
+        let script = String::from_utf8_lossy(script);
+        assert!(script.contains("/assets/vmlinuz "), "{script}");
+    }
+}
+
+#[test]
+fn a_missing_ipxe_asset_exits_2_naming_the_entry_and_writes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let agent = common::fake_agent(work.path());
+    let dev = std::fs::read_to_string(common::repo_root().join("profiles/dev.yaml")).unwrap();
+    let text = dev.replace(
+        "\n  ipxe:\n",
+        "\n  ipxe:\n    assets: [flatcar_production_pxe.vmlinuz, flatcar_production_pxe_image.cpio.gz]\n",
+    );
+    let profile = work.path().join("dev-assets.yaml");
+    std::fs::write(&profile, text).unwrap();
+    std::fs::write(work.path().join("flatcar_production_pxe.vmlinuz"), b"k").unwrap();
+    let out = work.path().join("out");
+    let output = common::molten(&[
+        "compose",
+        "--platform",
+        "ipxe",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--agent",
+        agent.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "error[$.platforms.ipxe.assets[1]]: cannot use `flatcar_production_pxe_image.cpio.gz` \
+             (relative to the profile's directory): No such file or directory"
+        ),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}

@@ -7,9 +7,8 @@
 //! configuration, in a network namespace of its own.
 //!
 //! Test artifacts: Debian's kernel and an initramfs built by `molten_testkit::ipxe::initramfs`,
-//! added to the composed bundle under `assets/` with their lines appended to `SHA256SUMS`
-//! (`sha256sum assets/<file> >> SHA256SUMS`, as docs/platforms.md tells operators to do with
-//! Flatcar's PXE files).
+//! listed in the profile's `platforms.ipxe.assets` (as docs/platforms.md tells operators to list
+//! Flatcar's PXE files), so `molten compose` copies them into `assets/` and `SHA256SUMS`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use molten_testkit::ipxe::initramfs::{self, MARKER};
+use molten_testkit::ipxe::initramfs::{self, BootFiles, MARKER};
 use molten_testkit::ipxe::qemu::{PxeMachine, QEMU};
 use molten_testkit::ipxe::workspace::build_binaries;
 use molten_testkit::lab::netns::NetNs;
@@ -35,8 +34,6 @@ const NODES: [(&str, &str); 2] = [
     ("node-b", "52:54:00:4d:00:0b"),
 ];
 const UNKNOWN_MAC: &str = "52:54:00:4d:00:99";
-const KERNEL_ASSET: &str = "vmlinuz";
-const INITRD_ASSET: &str = "initramfs.cpio.gz";
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
 #[test]
@@ -53,9 +50,7 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
     let base_url = format!("http://10.0.2.2:{port}");
 
     let bundle = work.path().join("bundle");
-    compose(&bin_dir, work.path(), &base_url, &bundle)?;
-    add_asset(&bundle, KERNEL_ASSET, &boot_files.kernel)?;
-    add_asset(&bundle, INITRD_ASSET, &boot_files.initramfs)?;
+    let assets = compose(&bin_dir, work.path(), &base_url, &bundle, &boot_files)?;
     let sums = read_sums(&bundle)?;
 
     let server_log = work.path().join("serve.log");
@@ -70,12 +65,12 @@ fn ipxe_boots_each_node_into_its_own_ignition_config() -> Result<()> {
         let console = machine
             .wait_for_console(MARKER, BOOT_TIMEOUT)
             .with_context(|| format!("booting {node} ({mac})"))?;
-        check_boot(node, mac, &console, &bundle, &sums, &base_url)
+        check_boot(node, mac, &console, &bundle, &sums, &base_url, &assets)
             .with_context(|| format!("{node}: console:\n{console}"))?;
         let status = machine.wait_exit(Duration::from_secs(60))?;
         ensure!(status.success(), "qemu for {node} exited with {status}");
         server.ensure_running()?;
-        check_server_log(node, mac, &server_log, &bundle)?;
+        check_server_log(node, mac, &server_log, &bundle, &assets)?;
         progress(&format!("{node} booted and fetched its config"));
     }
 
@@ -114,9 +109,7 @@ fn dnsmasq_from_the_docs_hands_ipxe_the_bundle() -> Result<()> {
     // The docs' boot host and port; they exist only inside the namespace.
     let base_url = "http://10.0.0.2:8080";
     let bundle = work.path().join("bundle");
-    compose(&bin_dir, work.path(), base_url, &bundle)?;
-    add_asset(&bundle, KERNEL_ASSET, &boot_files.kernel)?;
-    add_asset(&bundle, INITRD_ASSET, &boot_files.initramfs)?;
+    let assets = compose(&bin_dir, work.path(), base_url, &bundle, &boot_files)?;
     let sums = read_sums(&bundle)?;
 
     let ns = NetNs::create(&format!("{}-dhcp", unique_id()))?;
@@ -165,11 +158,11 @@ fn dnsmasq_from_the_docs_hands_ipxe_the_bundle() -> Result<()> {
         console.contains(&format!("Filename: {base_url}/boot.ipxe")),
         "iPXE did not get boot.ipxe's URL from dnsmasq:\n{console}"
     );
-    check_boot(node, mac, &console, &bundle, &sums, base_url)
+    check_boot(node, mac, &console, &bundle, &sums, base_url, &assets)
         .with_context(|| format!("{node}: console:\n{console}"))?;
     let status = machine.wait_exit(Duration::from_secs(60))?;
     ensure!(status.success(), "qemu for {node} exited with {status}");
-    check_server_log(node, mac, &server_log, &bundle)?;
+    check_server_log(node, mac, &server_log, &bundle, &assets)?;
     dnsmasq.ensure_running()?;
     let log = std::fs::read_to_string(&dnsmasq_log)?
         + &std::fs::read_to_string(work.path().join("dnsmasq.err"))?;
@@ -213,8 +206,34 @@ fn docs_dnsmasq_config(tftp: &Path) -> Result<String> {
         .collect())
 }
 
-/// Composes the test profile; the agent is the workspace's own `mc`.
-fn compose(bin_dir: &Path, work: &Path, base_url: &str, bundle: &Path) -> Result<()> {
+/// The boot files' names under `assets/`: their own file names, as `platforms.ipxe.assets`
+/// serves them.
+struct AssetNames {
+    kernel: String,
+    initrd: String,
+}
+
+/// Composes the test profile, whose `platforms.ipxe.assets` lists the boot files; the agent is
+/// the workspace's own `mc`. Checks that the bundle holds the boot files and `SHA256SUMS` lists
+/// them with their sha256.
+fn compose(
+    bin_dir: &Path,
+    work: &Path,
+    base_url: &str,
+    bundle: &Path,
+    boot_files: &BootFiles,
+) -> Result<AssetNames> {
+    let name = |path: &Path| -> Result<String> {
+        Ok(path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no UTF-8 file name", path.display()))?
+            .to_string())
+    };
+    let assets = AssetNames {
+        kernel: name(&boot_files.kernel)?,
+        initrd: name(&boot_files.initramfs)?,
+    };
     let nodes: String = NODES
         .iter()
         .enumerate()
@@ -235,9 +254,16 @@ fn compose(bin_dir: &Path, work: &Path, base_url: &str, bundle: &Path) -> Result
          platforms:\n\
          \x20 ipxe:\n\
          \x20   base_url: {base_url}\n\
-         \x20   kernel: {KERNEL_ASSET}\n\
-         \x20   initrd: {INITRD_ASSET}\n\
-         \x20   kernel_args: [console=ttyS0, panic=-1]\n"
+         \x20   kernel: {kernel}\n\
+         \x20   initrd: {initrd}\n\
+         \x20   kernel_args: [console=ttyS0, panic=-1]\n\
+         \x20   assets:\n\
+         \x20     - \"{kernel_path}\"\n\
+         \x20     - \"{initrd_path}\"\n",
+        kernel = assets.kernel,
+        initrd = assets.initrd,
+        kernel_path = boot_files.kernel.display(),
+        initrd_path = boot_files.initramfs.display(),
     );
     // A private copy: another cargo build may replace target/*/mc while the test runs.
     let agent = work.join("mc");
@@ -251,19 +277,26 @@ fn compose(bin_dir: &Path, work: &Path, base_url: &str, bundle: &Path) -> Result
         .arg(bundle)
         .arg("--agent")
         .arg(&agent))?;
-    Ok(())
-}
 
-/// Copies `source` to `assets/<name>` and appends its `sha256sum` line to SHA256SUMS.
-fn add_asset(bundle: &Path, name: &str, source: &Path) -> Result<()> {
-    let rel = format!("assets/{name}");
-    std::fs::copy(source, bundle.join(&rel))
-        .with_context(|| format!("cannot copy {} into the bundle", source.display()))?;
-    let line = run(Command::new("sha256sum").arg(&rel).current_dir(bundle))?;
-    let mut sums = std::fs::read_to_string(bundle.join("SHA256SUMS"))?;
-    sums.push_str(&line);
-    std::fs::write(bundle.join("SHA256SUMS"), sums)?;
-    Ok(())
+    let sums = read_sums(bundle)?;
+    for (asset, source) in [
+        (&assets.kernel, &boot_files.kernel),
+        (&assets.initrd, &boot_files.initramfs),
+    ] {
+        let rel = format!("assets/{asset}");
+        let copied = std::fs::read(bundle.join(&rel)).with_context(|| format!("{rel} missing"))?;
+        ensure!(
+            copied == std::fs::read(source)?,
+            "{rel} differs from {}",
+            source.display()
+        );
+        let sha256 = digest("sha256sum", source)?;
+        ensure!(
+            sums.get(&rel) == Some(&sha256),
+            "SHA256SUMS does not list {rel} with sha256 {sha256}: {sums:?}"
+        );
+    }
+    Ok(assets)
 }
 
 /// SHA256SUMS as path → sha256.
@@ -317,12 +350,13 @@ fn check_boot(
     bundle: &Path,
     sums: &BTreeMap<String, String>,
     base: &str,
+    assets: &AssetNames,
 ) -> Result<()> {
     for loaded in [
         format!("{base}/boot.ipxe... ok"),
         format!("nodes/{}.ipxe... ok", hexhyp(mac)),
-        format!("{base}/assets/{KERNEL_ASSET}... ok"),
-        format!("{base}/assets/{INITRD_ASSET}... ok"),
+        format!("{base}/assets/{}... ok", assets.kernel),
+        format!("{base}/assets/{}... ok", assets.initrd),
         format!("ignition.config.url={base}/ignition/{node}.ign"),
         format!("GET {base}/ignition/{node}.ign: attempt #1"),
         "Ignition finished successfully".to_string(),
@@ -356,15 +390,21 @@ fn check_boot(
 }
 
 /// The server's log names the node on its script and config requests and summarizes the fetch.
-fn check_server_log(node: &str, mac: &str, log: &Path, bundle: &Path) -> Result<()> {
+fn check_server_log(
+    node: &str,
+    mac: &str,
+    log: &Path,
+    bundle: &Path,
+    assets: &AssetNames,
+) -> Result<()> {
     let text = std::fs::read_to_string(log)?;
     let size = std::fs::metadata(bundle.join(format!("ignition/{node}.ign")))?.len();
     let mac = hexhyp(mac);
     let wanted = [
         format!("GET /nodes/{mac}.ipxe status=200 "),
         format!("node={node} mac={mac}"),
-        format!("GET /assets/{KERNEL_ASSET} status=200 "),
-        format!("GET /assets/{INITRD_ASSET} status=200 "),
+        format!("GET /assets/{} status=200 ", assets.kernel),
+        format!("GET /assets/{} status=200 ", assets.initrd),
         format!("GET /ignition/{node}.ign status=200 bytes={size} node={node}"),
         format!("node {node} fetched its Ignition config ignition/{node}.ign ({size} bytes"),
     ];

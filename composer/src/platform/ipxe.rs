@@ -57,6 +57,9 @@ impl Platform for Ipxe {
                 "install to disk uses flatcar-install: it needs os flatcar",
             ));
         }
+        for asset in &ipxe.assets {
+            bundle.add_copy(&format!("assets/{}", asset.name), &asset.path, 0o644)?;
+        }
         bundle.add(
             "boot.ipxe",
             render("ipxe/boot.ipxe", context! { cluster => &cluster.name })?.into_bytes(),

@@ -10,7 +10,7 @@ pub mod sample;
 mod templates;
 mod vagrant;
 
-pub use bundle::{sha256_hex, sha512_hex, Bundle, BundleFile, SHA256SUMS};
+pub use bundle::{sha256_hex, sha512_hex, Bundle, BundleFile, CopiedFile, SHA256SUMS};
 pub use templates::{render, template_names};
 
 use crate::ignition::{self, AgentSource, InlineEncoding};
@@ -32,6 +32,12 @@ pub enum ComposeError {
     },
     #[error("cannot read the agent binary {path}: {source}")]
     AgentRead {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A file the profile lists for the bundle (e.g. `platforms.ipxe.assets`) cannot be read.
+    #[error("cannot read {path}: {source}")]
+    AssetRead {
         path: String,
         source: std::io::Error,
     },

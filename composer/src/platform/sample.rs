@@ -97,6 +97,7 @@ pub fn cluster(members: usize, workers: usize) -> Cluster {
             initrd: "flatcar_production_pxe_image.cpio.gz".into(),
             kernel_args: vec!["console=ttyS0".into()],
             install_to_disk: false,
+            assets: vec![],
         }),
     }
 }

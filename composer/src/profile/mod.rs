@@ -7,6 +7,7 @@
 
 mod agent;
 pub mod defaults;
+mod ipxe_assets;
 mod nodes;
 mod parse;
 mod platforms;
@@ -136,7 +137,7 @@ fn build(
     );
     let ipxe = sections
         .and_then(|p| p.ipxe.as_deref())
-        .map(|i| platforms::ipxe(i, report));
+        .map(|i| platforms::ipxe(i, base_dir, report));
 
     let expanded = nodes::expand(raw, report);
     nodes::check_all(

@@ -1,10 +1,12 @@
 //! The `platforms` sections, and what composing for one platform demands of the nodes.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use molten_contract::DockerSettings;
 
 use super::defaults as d;
+use super::ipxe_assets;
 use super::nodes::{address_problem, Draft};
 use super::raw::{RawIpxe, RawPacket, RawProfile, RawVagrant, Sp};
 use super::report::{At, Report};
@@ -189,7 +191,7 @@ pub(crate) fn vagrant(
     (settings, host_at)
 }
 
-pub(crate) fn ipxe(raw: &RawIpxe, report: &mut Report) -> IpxeSettings {
+pub(crate) fn ipxe(raw: &RawIpxe, base_dir: &Path, report: &mut Report) -> IpxeSettings {
     let base = "$.platforms.ipxe";
     let url_at = at(&format!("{base}.base_url"), &raw.base_url);
     if let Err(message) = values::http_url(&raw.base_url) {
@@ -230,12 +232,14 @@ pub(crate) fn ipxe(raw: &RawIpxe, report: &mut Report) -> IpxeSettings {
             );
         }
     }
+    let assets = ipxe_assets::assets(raw, base_dir, &kernel, &initrd, report);
     IpxeSettings {
         base_url: raw.base_url.trim_end_matches('/').to_string(),
         kernel,
         initrd,
         kernel_args: raw.kernel_args.iter().map(|a| a.to_string()).collect(),
         install_to_disk: raw.install_to_disk.as_ref().is_some_and(|b| **b),
+        assets,
     }
 }
 

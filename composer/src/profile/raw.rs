@@ -273,4 +273,8 @@ pub struct RawIpxe {
     pub kernel_args: Vec<Sp<String>>,
     /// Install to each node's `install_disk` instead of running from RAM. Default false.
     pub install_to_disk: Option<Sp<bool>>,
+    /// Files copied into the bundle's `assets/` under their own names, relative to the
+    /// profile's directory; must include `kernel` and `initrd` when given. Default: none (put
+    /// the kernel and initrd into `assets/` yourself).
+    pub assets: Option<Sp<Vec<Sp<String>>>>,
 }
