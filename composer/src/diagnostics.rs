@@ -9,7 +9,7 @@
 //! ```
 //!
 //! A diagnostic without a position (line 0, e.g. a value that was never written) prints only the
-//! first two lines, with the arrow naming just the file.
+//! first two lines, with the arrow naming just the file, indented as for a two-digit line.
 
 use std::fmt;
 
@@ -60,7 +60,8 @@ impl fmt::Display for Diagnostic {
             self.message
         )?;
         if self.line == 0 {
-            return write!(f, " --> {}", self.origin);
+            // Indented as for a two-digit line (most profile lines), so arrows line up.
+            return write!(f, "  --> {}", self.origin);
         }
         let number = self.line.to_string();
         let pad = " ".repeat(number.len());
@@ -165,8 +166,20 @@ mod tests {
         d.severity = Severity::Warning;
         assert_eq!(
             d.to_string(),
-            "warning[$.nodes[2].ip]: 10.0.0.10 is already used by nodes[0]\n --> profiles/dev.yaml"
+            "warning[$.nodes[2].ip]: 10.0.0.10 is already used by nodes[0]\n  --> profiles/dev.yaml"
         );
+    }
+
+    #[test]
+    fn arrows_line_up_with_and_without_a_position() {
+        let arrow_column = |d: Diagnostic| {
+            let text = d.to_string();
+            let arrow = text.lines().nth(1).unwrap().to_string();
+            arrow.find("-->").unwrap()
+        };
+        // Profiles put almost every problem on lines 10-99: a positionless arrow lines up there.
+        assert_eq!(arrow_column(sample(0)), arrow_column(sample(14)));
+        assert_eq!(arrow_column(sample(0)), 2);
     }
 
     #[test]
