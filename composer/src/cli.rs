@@ -164,8 +164,14 @@ fn run_compose(args: &ComposeArgs) -> Result<(), Failure> {
 }
 
 fn run_validate(args: &ValidateArgs) -> Result<(), Failure> {
-    let loaded = load(&args.profile, args.platform, args.agent.as_deref())?;
+    let options = load_options(&args.profile, args.platform, args.agent.as_deref());
+    let checked = report_load(
+        &args.profile.profile,
+        profile::check_file(&args.profile.profile, &options),
+    )?;
+    let loaded = &checked.loaded;
     if let Some(platform) = args.platform {
+        // In memory only: an unset agent is a placeholder here, never written.
         if let Err(err) = compose(&loaded.cluster, platform) {
             return Err(report_compose_error(&err, &args.profile.profile));
         }
@@ -180,23 +186,53 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Failure> {
         loaded.cluster.nodes.len(),
         loaded.warnings.len()
     );
+    if checked.agent_unset {
+        println!("note: {}", agent_unset_note(args.platform));
+    }
     Ok(())
 }
 
-/// Loads the profile, printing its warnings (or its errors) to stderr.
+/// What `validate` says about a profile that names no agent: not a problem, but compose needs one.
+fn agent_unset_note(platform: Option<Platform>) -> &'static str {
+    if platform == Some(Platform::Packet) {
+        "the agent is not set; compose for packet needs `agent: {url: ..., sha512: ...}` \
+         in the profile"
+    } else {
+        "the agent is not set; compose needs `agent` in the profile or --agent PATH"
+    }
+}
+
+/// Loads the profile for compose (an agent is required), printing its warnings or errors.
 fn load(
     args: &ProfileArgs,
     platform: Option<Platform>,
     agent: Option<&Path>,
 ) -> Result<Loaded, Failure> {
-    let options = LoadOptions {
+    let options = load_options(args, platform, agent);
+    report_load(&args.profile, profile::load_file(&args.profile, &options))
+}
+
+fn load_options<'a>(
+    args: &ProfileArgs,
+    platform: Option<Platform>,
+    agent: Option<&'a Path>,
+) -> LoadOptions<'a> {
+    LoadOptions {
         platform,
         agent_override: agent,
         strict: args.strict,
-    };
-    match profile::load_file(&args.profile, &options) {
+    }
+}
+
+/// Prints what a load found to stderr: the warnings of a valid profile, or every problem and a
+/// summary line of an invalid one.
+fn report_load<T: AsRef<Loaded>>(
+    path: &Path,
+    result: Result<T, Diagnostics>,
+) -> Result<T, Failure> {
+    match result {
         Ok(loaded) => {
-            print_diagnostics(&loaded.warnings);
+            print_diagnostics(&loaded.as_ref().warnings);
             Ok(loaded)
         }
         Err(diagnostics) => {
@@ -205,10 +241,10 @@ fn load(
             let summary = if errors == 0 {
                 format!(
                     "{} has warnings and --strict makes them errors",
-                    args.profile.display()
+                    path.display()
                 )
             } else {
-                format!("{} has {errors} error(s)", args.profile.display())
+                format!("{} has {errors} error(s)", path.display())
             };
             eprintln!("molten: {summary}");
             Err(Failure::InvalidInput)

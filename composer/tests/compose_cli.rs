@@ -237,3 +237,163 @@ fn a_missing_ipxe_asset_exits_2_naming_the_entry_and_writes_nothing() {
     );
     assert!(!out.exists());
 }
+
+/// The platforms a profile has a `platforms.<name>` section for.
+fn platforms_in(text: &str) -> Vec<Platform> {
+    Platform::ALL
+        .into_iter()
+        .filter(|p| text.contains(&format!("\n  {}:", p.name())))
+        .collect()
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The shipped profiles leave the agent to `compose --agent`: validate checks everything else,
+/// strictly, alone and for every platform the profile has a section for (packet included), and
+/// notes that compose will need the agent.
+#[test]
+fn validate_needs_no_agent_for_any_shipped_profile() {
+    let mut checked = Vec::new();
+    for (name, path) in common::shipped_profiles() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.lines().any(|l| l.starts_with("agent:")),
+            "{name} names an agent; this test is about profiles that do not"
+        );
+        let platforms = platforms_in(&text);
+        assert!(!platforms.is_empty(), "{name} has no platform section");
+        for platform in std::iter::once(None).chain(platforms.into_iter().map(Some)) {
+            let mut args = vec!["validate", "--strict", "--profile", path.to_str().unwrap()];
+            if let Some(platform) = platform {
+                args.extend(["--platform", platform.name()]);
+            }
+            let output = common::molten(&args);
+            let (stdout, stderr) = (stdout_of(&output), stderr_of(&output));
+            assert_eq!(output.status.code(), Some(0), "{args:?}:\n{stderr}");
+            assert!(stderr.is_empty(), "{args:?} printed:\n{stderr}");
+            let target = platform.map(|p| format!(" for {p}")).unwrap_or_default();
+            assert!(
+                stdout.contains(&format!(": valid{target} (")),
+                "{args:?}:\n{stdout}"
+            );
+            assert!(
+                stdout.contains("\nnote: the agent is not set; compose"),
+                "{args:?}:\n{stdout}"
+            );
+            checked.push((name.clone(), platform));
+        }
+    }
+    assert!(
+        checked.contains(&("packet".to_string(), Some(Platform::Packet))),
+        "{checked:?}"
+    );
+}
+
+/// What `molten validate --help` shows must work as shown, from the repository root.
+#[test]
+fn the_validate_help_examples_work() {
+    let help = stdout_of(&common::molten(&["validate", "--help"]));
+    let examples: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.strip_prefix("  molten "))
+        .filter(|l| l.starts_with("validate "))
+        .collect();
+    assert!(
+        examples.contains(&"validate --profile profiles/packet.yaml --platform packet --strict"),
+        "{help}"
+    );
+    for example in examples {
+        let args: Vec<&str> = example.split_whitespace().collect();
+        let output = common::molten(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "molten {example}:\n{}",
+            stderr_of(&output)
+        );
+    }
+}
+
+/// Composing still needs the agent: without one it exits 2 naming `$.agent`, and writes nothing.
+#[test]
+fn compose_without_an_agent_exits_2() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let output = common::molten(&[
+        "compose",
+        "--platform",
+        "vagrant",
+        "--profile",
+        "profiles/dev.yaml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains(
+            "error[$.agent]: no agent: set agent.path or agent.url + agent.sha512, \
+             or pass --agent PATH"
+        ),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+/// An agent that is named is checked by validate as by compose: a missing file is an error,
+/// and packet refuses a local one; a valid URL agent leaves no note.
+#[test]
+fn validate_checks_an_agent_that_is_named() {
+    let work = tempfile::tempdir().unwrap();
+    let dev = std::fs::read_to_string(common::repo_root().join("profiles/dev.yaml")).unwrap();
+    let missing = work.path().join("missing-agent.yaml");
+    std::fs::write(&missing, format!("{dev}\nagent: {{path: no-such-mc}}\n")).unwrap();
+    let output = common::molten(&["validate", "--profile", missing.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("error[$.agent.path]: cannot read the agent binary `no-such-mc`"),
+        "{stderr}"
+    );
+
+    let agent = common::fake_agent(work.path());
+    let output = common::molten(&[
+        "validate",
+        "--profile",
+        "profiles/packet.yaml",
+        "--platform",
+        "packet",
+        "--agent",
+        agent.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("error[--agent]: platform packet serves no files"),
+        "{}",
+        stderr_of(&output)
+    );
+
+    let packet = common::profile_for(
+        Platform::Packet,
+        &common::repo_root().join("profiles/packet.yaml"),
+        work.path(),
+    );
+    let output = common::molten(&[
+        "validate",
+        "--strict",
+        "--profile",
+        packet.to_str().unwrap(),
+        "--platform",
+        "packet",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains(": valid for packet (3 nodes"), "{stdout}");
+    assert!(!stdout.contains("note:"), "{stdout}");
+}

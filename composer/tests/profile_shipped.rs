@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use molten::model::Platform;
-use molten::profile::{load_file, LoadOptions};
+use molten::profile::{check_file, load_file, placeholder_agent, LoadOptions};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -107,5 +107,34 @@ fn packet_refuses_a_local_agent_naming_the_field() {
              give `agent: {url: <its URL>, sha512: <its sha512sum>}` in the profile"
         ),
         "{with_flag}"
+    );
+}
+
+/// `check` (validate) accepts a profile that names no agent and marks it, with the placeholder
+/// agent standing in; `load` (compose) still refuses it; a named agent is no placeholder.
+#[test]
+fn check_accepts_an_unset_agent_and_load_does_not() {
+    let path = repo_root().join("profiles/packet.yaml");
+    let opts = LoadOptions {
+        platform: Some(Platform::Packet),
+        agent_override: None,
+        strict: true,
+    };
+    let checked = check_file(&path, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(checked.agent_unset);
+    assert_eq!(checked.loaded.cluster.agent, placeholder_agent());
+    assert!(checked.loaded.warnings.is_empty());
+    assert!(load_file(&path, &opts).is_err());
+
+    let agent = fake_agent();
+    let work = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let with_url = packet_with_agent_url(&text, work.path(), agent.path());
+    let checked = check_file(&with_url, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!checked.agent_unset);
+    assert_ne!(checked.loaded.cluster.agent, placeholder_agent());
+    assert_eq!(
+        checked.loaded.cluster.agent,
+        load_file(&with_url, &opts).unwrap().cluster.agent
     );
 }

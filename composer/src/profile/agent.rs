@@ -88,6 +88,11 @@ pub(crate) fn agent(
     }
 }
 
+/// Whether no agent is named at all: no `agent` section and no `--agent`.
+pub(crate) fn unset(raw: &RawProfile, agent_override: Option<&Path>) -> bool {
+    raw.agent.is_none() && agent_override.is_none()
+}
+
 /// Where a local agent binary was named (`--agent` or `$.agent.path`), for platforms that cannot
 /// serve one; `None` when the agent is a URL or invalid.
 pub(crate) fn local_origin(

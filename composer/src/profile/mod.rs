@@ -46,6 +46,46 @@ pub struct Loaded {
     pub warnings: Diagnostics,
 }
 
+impl AsRef<Loaded> for Loaded {
+    fn as_ref(&self) -> &Loaded {
+        self
+    }
+}
+
+impl AsRef<Loaded> for Checked {
+    fn as_ref(&self) -> &Loaded {
+        &self.loaded
+    }
+}
+
+/// A profile checked by `molten validate`, which, unlike compose, does not need the agent.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// When `agent_unset`, `loaded.cluster.agent` is [`placeholder_agent`]: good for composing
+    /// in memory to check a platform, never for writing a bundle.
+    pub loaded: Loaded,
+    /// Neither the profile's `agent` nor `--agent` named one; compose will ask for it.
+    pub agent_unset: bool,
+}
+
+/// The URL of the stand-in agent a check uses when none is set (`.invalid` never resolves).
+pub const PLACEHOLDER_AGENT_URL: &str = "https://agent-not-set.invalid/mc";
+
+/// The stand-in agent of a [`Checked`] profile that names none: a download nobody can make.
+pub fn placeholder_agent() -> model::Agent {
+    model::Agent::Url {
+        url: PLACEHOLDER_AGENT_URL.to_string(),
+        sha512: "0".repeat(128),
+    }
+}
+
+/// Whether loading insists on an agent (compose) or accepts a profile without one (validate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentRule {
+    Required,
+    MayBeUnset,
+}
+
 /// Loads a profile from `text`. `origin_name` is what messages call the file (e.g.
 /// `profiles/dev.yaml`); a relative `agent.path` is resolved against `base_dir`.
 ///
@@ -57,21 +97,47 @@ pub fn load(
     base_dir: &Path,
     opts: &LoadOptions,
 ) -> Result<Loaded, Diagnostics> {
+    load_with(origin_name, text, base_dir, opts, AgentRule::Required).map(|c| c.loaded)
+}
+
+/// Like [`load`], but a profile that names no agent (and no `--agent`) passes: every other rule
+/// is checked, and the result says the agent is unset. An agent that is named is checked as in
+/// [`load`] (a missing file or a wrong sum is an error, packet refuses a local one).
+pub fn check(
+    origin_name: &str,
+    text: &str,
+    base_dir: &Path,
+    opts: &LoadOptions,
+) -> Result<Checked, Diagnostics> {
+    load_with(origin_name, text, base_dir, opts, AgentRule::MayBeUnset)
+}
+
+fn load_with(
+    origin_name: &str,
+    text: &str,
+    base_dir: &Path,
+    opts: &LoadOptions,
+    rule: AgentRule,
+) -> Result<Checked, Diagnostics> {
     // Editors on some systems start files with a byte-order mark; YAML ignores it, so do we.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut report = Report::new(origin_name, text);
     let Some(raw) = parse::parse(text, &mut report) else {
         return Err(report.into_diagnostics());
     };
-    let cluster = build(&raw, base_dir, opts, &mut report);
+    let agent_unset = rule == AgentRule::MayBeUnset && agent::unset(&raw, opts.agent_override);
+    let cluster = build(&raw, base_dir, opts, agent_unset, &mut report);
     // Strict turns any warning into a failure.
     let failed = report.error_count() > 0;
     let diagnostics = report.into_diagnostics();
     let refused = failed || (opts.strict && !diagnostics.is_empty());
     match cluster {
-        Some(cluster) if !refused => Ok(Loaded {
-            cluster,
-            warnings: diagnostics,
+        Some(cluster) if !refused => Ok(Checked {
+            loaded: Loaded {
+                cluster,
+                warnings: diagnostics,
+            },
+            agent_unset,
         }),
         _ => Err(diagnostics),
     }
@@ -79,6 +145,15 @@ pub fn load(
 
 /// Reads and loads a profile file; relative agent paths resolve against the file's directory.
 pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
+    read_with(path, opts, AgentRule::Required).map(|c| c.loaded)
+}
+
+/// Reads and checks a profile file as [`check`] does (`molten validate`).
+pub fn check_file(path: &Path, opts: &LoadOptions) -> Result<Checked, Diagnostics> {
+    read_with(path, opts, AgentRule::MayBeUnset)
+}
+
+fn read_with(path: &Path, opts: &LoadOptions, rule: AgentRule) -> Result<Checked, Diagnostics> {
     let origin = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -92,7 +167,7 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Result<Loaded, Diagnostics>
         }
     };
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    load(&origin, &text, base_dir, opts)
+    load_with(&origin, &text, base_dir, opts, rule)
 }
 
 /// The JSON schema of profile v1 (`molten schema`), generated from the raw types.
@@ -101,11 +176,13 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schema).expect("a schema is JSON")
 }
 
-/// Applies every rule; `None` when some value could not be built (an error says why).
+/// Applies every rule; `None` when some value could not be built (an error says why). With
+/// `agent_unset` the agent is not looked for and the cluster gets [`placeholder_agent`].
 fn build(
     raw: &raw::RawProfile,
     base_dir: &Path,
     opts: &LoadOptions,
+    agent_unset: bool,
     report: &mut Report,
 ) -> Option<Cluster> {
     let name = settings::name(raw, report);
@@ -123,7 +200,11 @@ fn build(
         report,
     );
     let bosh = settings::bosh(raw, report);
-    let agent = agent::agent(raw, base_dir, opts.agent_override, opts.platform, report);
+    let agent = if agent_unset {
+        Some(placeholder_agent())
+    } else {
+        agent::agent(raw, base_dir, opts.agent_override, opts.platform, report)
+    };
 
     let sections = raw.platforms.as_deref();
     let packet = sections
