@@ -16,16 +16,55 @@ use crate::profile::{self, LoadOptions, Loaded};
 
 const DEFAULT_PROFILE: &str = "profiles/dev.yaml";
 
-const EXAMPLES: &str = "\
-Examples:
-  molten compose --platform vagrant --agent target/release/mc
+// Each subcommand's help shows its own examples; `molten --help` shows them all. Macros, not
+// consts, so `concat!` can build every page from the same lines.
+macro_rules! compose_examples {
+    () => {
+        "  molten compose --platform vagrant --agent target/release/mc
   molten compose --platform ipxe --profile profiles/rack.yaml --out /srv/boot
-  molten compose --platform packet --profile profiles/packet.yaml
-  molten validate --profile profiles/packet.yaml --platform packet --strict
-  molten schema > profile.schema.json
-  molten serve out/ipxe --listen 0.0.0.0:8080
+  molten compose --platform packet --profile profiles/packet.yaml"
+    };
+}
 
-Exit status: 0 success, 2 invalid input, 1 other failure.";
+macro_rules! validate_examples {
+    () => {
+        "  molten validate --profile profiles/dev.yaml
+  molten validate --profile profiles/packet.yaml --platform packet --strict"
+    };
+}
+
+macro_rules! schema_examples {
+    () => {
+        "  molten schema > profile.schema.json"
+    };
+}
+
+macro_rules! serve_examples {
+    () => {
+        "  molten serve out/ipxe --listen 0.0.0.0:8080"
+    };
+}
+
+macro_rules! help_page {
+    ($($examples:expr),+) => {
+        concat!(
+            "Examples:\n",
+            $($examples, "\n",)+
+            "\nExit status: 0 success, 2 invalid input, 1 other failure."
+        )
+    };
+}
+
+const EXAMPLES: &str = help_page!(
+    compose_examples!(),
+    validate_examples!(),
+    schema_examples!(),
+    serve_examples!()
+);
+const COMPOSE_EXAMPLES: &str = help_page!(compose_examples!());
+const VALIDATE_EXAMPLES: &str = help_page!(validate_examples!());
+const SCHEMA_EXAMPLES: &str = help_page!(schema_examples!());
+const SERVE_EXAMPLES: &str = help_page!(serve_examples!());
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,15 +82,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compose a profile for a platform and write the bundle to a directory
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = COMPOSE_EXAMPLES)]
     Compose(ComposeArgs),
     /// Check a profile (and what a platform needs from it) without writing
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = VALIDATE_EXAMPLES)]
     Validate(ValidateArgs),
     /// Print the JSON schema of the profile format
+    #[command(after_help = SCHEMA_EXAMPLES)]
     Schema,
     /// Serve an ipxe or vagrant bundle over HTTP (only files in its SHA256SUMS)
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
 }
 
@@ -302,20 +342,53 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Example lines of a help page: the indented `molten ...` commands.
+    fn examples_in(page: &str) -> Vec<&str> {
+        page.lines()
+            .filter(|l| l.starts_with("  molten "))
+            .collect()
+    }
+
     #[test]
     fn help_fits_80_columns() {
         let mut cli = Cli::command();
-        let mut pages = vec![cli.render_long_help().to_string()];
+        let mut pages = vec![("molten".to_string(), cli.render_long_help().to_string())];
         for sub in cli.get_subcommands_mut() {
-            pages.push(sub.render_long_help().to_string());
+            let name = sub.get_name().to_string();
+            pages.push((name, sub.render_long_help().to_string()));
         }
-        for page in &pages {
+        for (name, page) in &pages {
             for line in page.lines() {
-                assert!(line.chars().count() <= 80, "too wide: {line:?}");
+                assert!(line.chars().count() <= 80, "{name}: too wide: {line:?}");
             }
         }
-        assert!(pages[0].contains("molten compose --platform vagrant"));
-        assert!(pages.len() >= 4, "help of molten and each subcommand");
+        assert!(pages[0].1.contains("molten compose --platform vagrant"));
+        assert!(pages.len() >= 5, "help of molten and each subcommand");
+    }
+
+    #[test]
+    fn each_subcommand_shows_its_own_examples_and_the_top_level_all() {
+        let mut cli = Cli::command();
+        let top = cli.render_long_help().to_string();
+        let mut all_examples = Vec::new();
+        for sub in cli.get_subcommands_mut() {
+            let name = sub.get_name().to_string();
+            if name == "help" {
+                continue;
+            }
+            let page = sub.render_long_help().to_string();
+            let examples = examples_in(&page);
+            assert!(!examples.is_empty(), "{name} --help has no examples");
+            let own = format!("  molten {name} ");
+            assert!(
+                examples.iter().all(|l| l.starts_with(&own)),
+                "{name} --help shows another command's examples:\n{page}"
+            );
+            assert!(page.contains("Exit status: 0 success"), "{name}: {page}");
+            all_examples.extend(examples.into_iter().map(str::to_string));
+        }
+        let top_examples = examples_in(&top);
+        assert_eq!(top_examples, all_examples, "molten --help lists them all");
     }
 
     #[test]

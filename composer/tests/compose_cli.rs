@@ -159,6 +159,15 @@ fn help_shows_examples() {
         "{help}"
     );
     assert!(help.lines().all(|l| l.chars().count() <= 80), "{help}");
+    assert!(help.contains("\n  molten serve out/ipxe"), "{help}");
+
+    // A subcommand's page shows only its own examples.
+    let compose = stdout_of(&common::molten(&["compose", "--help"]));
+    assert!(
+        compose.contains("Examples:\n  molten compose --platform vagrant"),
+        "{compose}"
+    );
+    assert!(!compose.contains("molten serve"), "{compose}");
 }
 
 /// `platforms.ipxe.assets`: the listed files land in `assets/` under their own names, byte for
