@@ -15,6 +15,7 @@
 
 pub mod docker;
 pub mod etcd;
+pub mod fixtures;
 pub mod http;
 pub mod ignition;
 pub mod ipxe;

@@ -1,0 +1,53 @@
+//! Sample inputs the suites share, so a test spells out only what it cares about.
+
+use std::net::Ipv4Addr;
+
+use molten_contract::{
+    AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
+    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
+};
+
+/// The node config of an etcd + worker node `name` in zone `zone` with the static address `ip`,
+/// on a Debian node of cluster "test". The rest are the shipped defaults: etcd at
+/// `http://<ip>:2379`, flannel `10.1.0.0/16` with /24 subnets, docker0 on `10.255.240.0/20`,
+/// Docker TLS on 2376, the BOSH network "bosh". Tests change the fields they need afterwards.
+pub fn node_config(name: &str, zone: u32, ip: Ipv4Addr) -> NodeConfig {
+    NodeConfig {
+        version: NODE_CONFIG_VERSION,
+        cluster: "test".into(),
+        os: OsVariant::Debian,
+        node: NodeIdentity {
+            name: name.into(),
+            zone,
+            roles: vec![Role::Etcd, Role::Worker],
+            address: AddressSource::Static { private_ip: ip },
+        },
+        etcd: EtcdSettings {
+            endpoints: vec![format!("http://{ip}:2379")],
+        },
+        flannel: FlannelSettings::new("10.1.0.0/16".parse().expect("valid CIDR"), 24),
+        docker: DockerSettings {
+            bridge_cidr: "10.255.240.0/20".parse().expect("valid CIDR"),
+            tls_port: 2376,
+        },
+        bosh: BoshSettings {
+            enabled: true,
+            network_name: "bosh".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_is_a_valid_node_config() {
+        let config = node_config("node-3", 3, Ipv4Addr::new(10, 0, 0, 13));
+        let again = NodeConfig::from_json("fixture", &config.to_json()).unwrap();
+        assert_eq!(again, config);
+        assert_eq!(config.etcd.endpoints, ["http://10.0.0.13:2379"]);
+        // Zone 3 gets 10.1.(3 + 1).0/24: subnet_for_zone never hands out the first /24.
+        assert_eq!(config.subnet().unwrap().to_string(), "10.1.4.0/24");
+    }
+}
