@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 stage: args.stage,
                 etcd_retry: retry(&args.node),
             };
-            let report = converge::converge(&options, &Systemctl).await?;
+            let report = converge::converge(&options, &Systemctl::local()).await?;
             let status_json = serde_json::to_string_pretty(&report.status)?;
             if args.json {
                 println!("{status_json}");

@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use mc::docker::{self, ClientTls};
 use mc::pki::{cert, Ca, Kind};
-use mc::systemd::{self, SystemctlVia, TlsPaths};
-use molten_contract::{
-    AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
-    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
-};
+use mc::systemd::{self, Systemctl, TlsPaths};
+use molten_contract::{NodeConfig, Role};
+use molten_testkit::fixtures;
 use molten_testkit::ignition;
 use molten_testkit::lab::netns::Hub;
 use molten_testkit::lab::node::LabNode;
@@ -24,32 +22,12 @@ const HUB_IP: Ipv4Addr = Ipv4Addr::new(10, 86, 0, 1);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 86, 0, 11);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 86, 0, 12);
 
+/// A worker that reaches etcd on the hub.
 fn config() -> NodeConfig {
-    NodeConfig {
-        version: NODE_CONFIG_VERSION,
-        cluster: "live".into(),
-        os: OsVariant::Debian,
-        node: NodeIdentity {
-            name: "units-live".into(),
-            zone: 0,
-            roles: vec![Role::Worker],
-            address: AddressSource::Static {
-                private_ip: NODE_IP,
-            },
-        },
-        etcd: EtcdSettings {
-            endpoints: vec![format!("http://{HUB_IP}:2379")],
-        },
-        flannel: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),
-        docker: DockerSettings {
-            bridge_cidr: "10.255.240.0/20".parse().unwrap(),
-            tls_port: 2376,
-        },
-        bosh: BoshSettings {
-            enabled: true,
-            network_name: "bosh".into(),
-        },
-    }
+    let mut config = fixtures::node_config("units-live", 0, NODE_IP);
+    config.node.roles = vec![Role::Worker];
+    config.etcd.endpoints = vec![format!("http://{HUB_IP}:2379")];
+    config
 }
 
 /// Hostname and Docker enabled: the node boots with a stock dockerd running.
@@ -130,7 +108,7 @@ async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
     // lives) through /proc/<pid1>/root, and its systemd through nsenter.
     let pid1 = node.pid1().unwrap();
     let root = PathBuf::from(format!("/proc/{pid1}/root"));
-    let node_systemctl = SystemctlVia::new(
+    let node_systemctl = Systemctl::via(
         [
             "nsenter",
             "-t",

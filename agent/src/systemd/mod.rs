@@ -20,7 +20,7 @@ use anyhow::Context;
 use molten_contract::NodeConfig;
 
 pub use render::{bridge_arg, dockerd_args, tls_listen_args, DROPIN_NAME, HEADER};
-pub use systemctl::{Systemctl, SystemctlVia};
+pub use systemctl::Systemctl;
 
 /// The systemd calls the agent makes. Production uses [`Systemctl`]; unit tests use a fake.
 pub trait Systemd {
