@@ -14,12 +14,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use mc::converge::{converge, Options, Stage};
 use mc::etcd::Retry;
 use mc::systemd::Systemd;
-use molten_contract::{
-    keys, AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
-    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
-};
+use molten_contract::{keys, FlannelSettings, NodeConfig};
 use molten_testkit::docker::Dockerd;
 use molten_testkit::etcd::EtcdServer;
+use molten_testkit::fixtures;
 
 /// systemd as on a booted node where nothing needs restarting: calls succeed, units are idle.
 struct IdleSystemd;
@@ -39,32 +37,16 @@ impl Systemd for IdleSystemd {
     }
 }
 
+/// The fixture node config on the bench's own flannel network and BOSH network name, so a bench
+/// run never shares a Docker bridge range with a test run.
 fn config(name: &str, zone: u32, etcd: &str) -> NodeConfig {
-    NodeConfig {
-        version: NODE_CONFIG_VERSION,
-        cluster: "bench".into(),
-        os: OsVariant::Debian,
-        node: NodeIdentity {
-            name: name.into(),
-            zone,
-            roles: vec![Role::Etcd, Role::Worker],
-            address: AddressSource::Static {
-                private_ip: Ipv4Addr::new(10, 0, 0, 10 + zone as u8),
-            },
-        },
-        etcd: EtcdSettings {
-            endpoints: vec![etcd.into()],
-        },
-        flannel: FlannelSettings::new("10.214.0.0/16".parse().unwrap(), 24),
-        docker: DockerSettings {
-            bridge_cidr: "10.255.240.0/20".parse().unwrap(),
-            tls_port: 2376,
-        },
-        bosh: BoshSettings {
-            enabled: true,
-            network_name: format!("bench-{name}"),
-        },
-    }
+    let ip = Ipv4Addr::new(10, 0, 0, 10 + zone as u8);
+    let mut config = fixtures::node_config(name, zone, ip);
+    config.cluster = "bench".into();
+    config.etcd.endpoints = vec![etcd.into()];
+    config.flannel = FlannelSettings::new("10.214.0.0/16".parse().unwrap(), 24);
+    config.bosh.network_name = format!("bench-{name}");
+    config
 }
 
 fn prepare_root(root: &Path, config: &NodeConfig) {

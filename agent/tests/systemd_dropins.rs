@@ -8,10 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use mc::systemd::{self, dockerd_args, Systemd, TlsPaths, DROPIN_NAME};
-use molten_contract::{
-    AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
-    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
-};
+use molten_contract::{NodeConfig, OsVariant};
+use molten_testkit::fixtures;
 use molten_testkit::packages::ensure_binary;
 
 const ANALYZE: &str = "/usr/bin/systemd-analyze";
@@ -49,30 +47,11 @@ impl Systemd for Absent {
     }
 }
 
+/// node-0 at [`IP`] (etcd on the same address) on `os`.
 fn config(os: OsVariant) -> NodeConfig {
-    NodeConfig {
-        version: NODE_CONFIG_VERSION,
-        cluster: "dev".into(),
-        os,
-        node: NodeIdentity {
-            name: "node-0".into(),
-            zone: 0,
-            roles: vec![Role::Etcd, Role::Worker],
-            address: AddressSource::Static { private_ip: IP },
-        },
-        etcd: EtcdSettings {
-            endpoints: vec!["http://10.0.0.10:2379".into()],
-        },
-        flannel: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),
-        docker: DockerSettings {
-            bridge_cidr: "10.255.240.0/20".parse().unwrap(),
-            tls_port: 2376,
-        },
-        bosh: BoshSettings {
-            enabled: true,
-            network_name: "bosh".into(),
-        },
-    }
+    let mut config = fixtures::node_config("node-0", 0, IP);
+    config.os = os;
+    config
 }
 
 fn tls() -> TlsPaths {

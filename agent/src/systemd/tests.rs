@@ -6,10 +6,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use molten_contract::{
-    AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
-    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
-};
+use molten_contract::{NodeConfig, OsVariant};
 
 use super::*;
 
@@ -61,33 +58,23 @@ impl Systemd for FakeSystemd {
     }
 }
 
+/// node-0 at [`IP`] (etcd on the same address) on `os`.
 pub(super) fn config(os: OsVariant) -> NodeConfig {
-    NodeConfig {
-        version: NODE_CONFIG_VERSION,
-        cluster: "dev".into(),
-        os,
-        node: NodeIdentity {
-            name: "node-0".into(),
-            zone: 0,
-            roles: vec![Role::Etcd, Role::Worker],
-            address: AddressSource::Static { private_ip: IP },
-        },
-        etcd: EtcdSettings {
-            endpoints: vec!["http://10.0.0.10:2379".into()],
-        },
-        flannel: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),
-        docker: DockerSettings {
-            bridge_cidr: "10.255.240.0/20".parse().unwrap(),
-            tls_port: 2376,
-        },
-        bosh: BoshSettings {
-            enabled: true,
-            network_name: "bosh".into(),
-        },
-    }
+    let mut config = molten_testkit::fixtures::node_config("node-0", 0, IP);
+    config.os = os;
+    config
 }
 
 const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+
+/// `converge_units` for the sample node on `os` at [`IP`] with the standard TLS paths.
+fn converge_sample(
+    os: OsVariant,
+    root: &Path,
+    systemd: &dyn Systemd,
+) -> anyhow::Result<UnitsOutcome> {
+    converge_units(root, &config(os), IP, &tls(), systemd)
+}
 
 fn tls() -> TlsPaths {
     TlsPaths {
@@ -118,14 +105,7 @@ fn read(path: &Path) -> String {
 fn first_run_writes_both_dropins_and_reloads_once() {
     let root = booted_root();
     let systemd = FakeSystemd::running(&[]);
-    let outcome = converge_units(
-        root.path(),
-        &config(OsVariant::Debian),
-        IP,
-        &tls(),
-        &systemd,
-    )
-    .unwrap();
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
 
     let docker = dropin(root.path(), "docker.service");
     let flannel = dropin(root.path(), "flanneld.service");
@@ -169,14 +149,7 @@ fn first_run_writes_both_dropins_and_reloads_once() {
 fn flatcar_sets_docker_opts_and_drops_flannels_bip() {
     let root = booted_root();
     let systemd = FakeSystemd::running(&[]);
-    converge_units(
-        root.path(),
-        &config(OsVariant::Flatcar),
-        IP,
-        &tls(),
-        &systemd,
-    )
-    .unwrap();
+    converge_sample(OsVariant::Flatcar, root.path(), &systemd).unwrap();
     let docker = read(&dropin(root.path(), "docker.service"));
     assert!(!docker.contains("ExecStart"), "{docker}");
     assert!(docker.contains("\nEnvironmentFile=\n"), "{docker}");
@@ -264,14 +237,7 @@ fn without_systemd_actions_are_reported_as_skipped() {
     // A plain directory: no booted systemd in the root, even if one answers elsewhere.
     let root = tempfile::tempdir().unwrap();
     let systemd = FakeSystemd::running(&["docker.service"]);
-    let outcome = converge_units(
-        root.path(),
-        &config(OsVariant::Debian),
-        IP,
-        &tls(),
-        &systemd,
-    )
-    .unwrap();
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
     assert_eq!(outcome.written.len(), 2);
     assert!(!outcome.reloaded);
     assert!(outcome.restarted.is_empty());
@@ -288,8 +254,7 @@ fn without_systemd_actions_are_reported_as_skipped() {
     // A booted root whose systemd does not answer is skipped too.
     let root = booted_root();
     let silent = FakeSystemd::default();
-    let outcome =
-        converge_units(root.path(), &config(OsVariant::Debian), IP, &tls(), &silent).unwrap();
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &silent).unwrap();
     assert_eq!(outcome.skipped.len(), 3);
     assert!(silent.calls().is_empty());
 }
@@ -310,14 +275,7 @@ fn stale_dropins_of_ours_are_removed_and_their_unit_reloaded() {
     fs::write(&foreign, "[Service]\nEnvironment=X=1\n").unwrap();
 
     let systemd = FakeSystemd::running(&["docker.socket"]);
-    let outcome = converge_units(
-        root.path(),
-        &config(OsVariant::Debian),
-        IP,
-        &tls(),
-        &systemd,
-    )
-    .unwrap();
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
     assert_eq!(outcome.removed, std::slice::from_ref(&stale));
     assert!(!stale.exists());
     assert!(foreign.exists(), "a drop-in without our header is not ours");
@@ -339,14 +297,7 @@ fn a_failed_restart_is_an_error_naming_the_unit() {
         fail_restart: true,
         ..FakeSystemd::running(&["docker.service"])
     };
-    let err = converge_units(
-        root.path(),
-        &config(OsVariant::Debian),
-        IP,
-        &tls(),
-        &systemd,
-    )
-    .unwrap_err();
+    let err = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains("docker.service changed but failed to restart"),

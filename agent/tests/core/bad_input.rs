@@ -1,7 +1,6 @@
 //! Bad input and broken parts, through the built binary: clear errors, bounded time, non-zero
 //! exit, status published when etcd is there.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use mc::converge::State;
@@ -32,12 +31,7 @@ fn a_missing_node_config_is_named_and_nothing_is_written() {
 #[test]
 fn a_malformed_node_config_names_the_problem() {
     let etcd = EtcdServer::start().unwrap();
-    let node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
+    let node = numbered_node(0, &etcd.endpoint());
     let broken = node
         .config
         .to_json()
@@ -64,7 +58,7 @@ fn a_malformed_node_config_names_the_problem() {
 #[test]
 fn etcd_down_fails_in_bounded_time_naming_the_endpoint() {
     let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
-    let node = Node::new(node_config("node-0", 0, Ipv4Addr::new(10, 0, 0, 10), &dead));
+    let node = numbered_node(0, &dead);
     let root_arg = node.root.path().to_str().unwrap();
     let out = run_mc(
         &[
@@ -102,12 +96,7 @@ fn etcd_down_fails_in_bounded_time_naming_the_endpoint() {
 #[test]
 fn docker_down_fails_the_step_publishes_status_and_exits_non_zero() {
     let etcd = EtcdServer::start().unwrap();
-    let node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
+    let node = numbered_node(0, &etcd.endpoint());
     let root_arg = node.root.path().to_str().unwrap();
     let socket = node.path("/nowhere/docker.sock");
     let host = format!("unix://{}", socket.display());

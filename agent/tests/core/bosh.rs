@@ -1,7 +1,6 @@
 //! `mc bosh` from real node records: the shapes BOSH expects, and a cpi-config that survives a
 //! reboot of every node.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use mc::converge::Stage;
@@ -15,17 +14,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[test]
 fn bosh_configs_match_the_nodes_and_survive_reboots() {
     let etcd = EtcdServer::start().unwrap();
-    let nodes: Vec<Node> = (0..2u8)
-        .map(|i| {
-            let ip = Ipv4Addr::new(10, 0, 0, 20 + i);
-            Node::new(node_config(
-                &format!("node-{i}"),
-                u32::from(i),
-                ip,
-                &etcd.endpoint(),
-            ))
-        })
-        .collect();
+    let nodes = numbered_nodes(2, &etcd.endpoint());
     let sd = RecordingSystemd::default();
     for n in &nodes {
         assert!(n.converge(Stage::Boot, None, &sd).ok());
@@ -43,7 +32,7 @@ fn bosh_configs_match_the_nodes_and_survive_reboots() {
         let p = &cpi["properties"];
         assert_eq!(
             p["host"].as_str().unwrap(),
-            format!("tcp://10.0.0.2{i}:2376")
+            format!("tcp://10.0.0.1{i}:2376")
         );
         assert_eq!(p["api_version"].as_str(), Some("1.38"));
         assert_eq!(p["tls"]["ca"].as_str().unwrap(), node.tls("ca.pem"));

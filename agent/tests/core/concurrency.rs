@@ -1,7 +1,6 @@
 //! Ten agents booting together against one etcd.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 
 use mc::converge::Stage;
 use mc::records::NodeRecord;
@@ -13,17 +12,7 @@ use super::support::*;
 #[test]
 fn ten_agents_make_one_ca_ten_subnets_and_ten_records() {
     let etcd = EtcdServer::start().unwrap();
-    let nodes: Vec<Node> = (0..10u8)
-        .map(|i| {
-            let ip = Ipv4Addr::new(10, 0, 0, 10 + i);
-            Node::new(node_config(
-                &format!("node-{i}"),
-                u32::from(i),
-                ip,
-                &etcd.endpoint(),
-            ))
-        })
-        .collect();
+    let nodes = numbered_nodes(10, &etcd.endpoint());
 
     // Each agent on its own thread and runtime, released together.
     let barrier = std::sync::Barrier::new(nodes.len());

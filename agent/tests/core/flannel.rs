@@ -1,8 +1,6 @@
 //! The flannel reservation against a real etcd: re-put after flanneld turned it into a lease,
 //! never taking a subnet another node holds, following this node's own address change.
 
-use std::net::Ipv4Addr;
-
 use etcd_client::PutOptions;
 use mc::converge::{Stage, State};
 use molten_contract::FlannelSettings;
@@ -18,14 +16,7 @@ fn lease_key(node: &Node) -> String {
 #[test]
 fn reservation_is_put_again_after_flanneld_made_it_a_lease() {
     let etcd = EtcdServer::start().unwrap();
-    let node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
-    let sd = RecordingSystemd::default();
-    assert!(node.converge(Stage::Boot, None, &sd).ok());
+    let (node, sd) = booted_node(0, &etcd.endpoint());
     let key = lease_key(&node);
 
     block_on(async {
@@ -67,12 +58,7 @@ fn reservation_is_put_again_after_flanneld_made_it_a_lease() {
 #[test]
 fn a_subnet_held_by_another_node_is_never_taken() {
     let etcd = EtcdServer::start().unwrap();
-    let node = Node::new(node_config(
-        "node-1",
-        1,
-        Ipv4Addr::new(10, 0, 0, 11),
-        &etcd.endpoint(),
-    ));
+    let node = numbered_node(1, &etcd.endpoint());
     let key = lease_key(&node);
     let theirs = r#"{"PublicIP":"10.0.0.99","BackendType":"vxlan"}"#;
     etcd.etcdctl(&["put", &key, theirs]).unwrap();
@@ -104,12 +90,7 @@ fn a_different_network_config_is_a_conflict_not_overwritten() {
     let other = r#"{"Network":"10.50.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
     etcd.etcdctl(&["put", "/coreos.com/network/config", other])
         .unwrap();
-    let node = Node::new(node_config(
-        "node-2",
-        2,
-        Ipv4Addr::new(10, 0, 0, 12),
-        &etcd.endpoint(),
-    ));
+    let node = numbered_node(2, &etcd.endpoint());
     let report = node.converge(Stage::Boot, None, &RecordingSystemd::default());
     let flannel = step(&report, "flannel");
     assert_eq!(flannel.state, State::Failed);

@@ -1,8 +1,6 @@
 //! A second converge with nothing changed writes nothing, restarts nothing, says unchanged —
 //! with the real etcd and dockerd.
 
-use std::net::Ipv4Addr;
-
 use mc::converge::{Stage, State};
 use molten_contract::keys;
 use molten_testkit::docker::Dockerd;
@@ -14,12 +12,7 @@ use super::support::*;
 fn second_converge_changes_nothing() {
     let etcd = EtcdServer::start().unwrap();
     let docker = Dockerd::start().unwrap();
-    let node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
+    let node = numbered_node(0, &etcd.endpoint());
     node.boot_systemd();
     let systemd = RecordingSystemd::default();
 
@@ -103,12 +96,7 @@ fn second_converge_changes_nothing() {
 fn stages_publish_one_merged_status() {
     let etcd = EtcdServer::start().unwrap();
     let docker = Dockerd::start().unwrap();
-    let node = Node::new(node_config(
-        "node-3",
-        3,
-        Ipv4Addr::new(10, 0, 0, 13),
-        &etcd.endpoint(),
-    ));
+    let node = numbered_node(3, &etcd.endpoint());
     let boot = node.converge(Stage::Boot, None, &RecordingSystemd::default());
     assert!(boot.ok(), "{:#?}", boot.steps);
     // No systemd in this root: unit actions are reported as skipped, not dropped.

@@ -23,14 +23,7 @@ fn sans(pem: &str) -> String {
 #[test]
 fn keys_are_private_and_certificates_survive_a_reboot() {
     let etcd = EtcdServer::start().unwrap();
-    let node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
-    let sd = RecordingSystemd::default();
-    assert!(node.converge(Stage::Boot, None, &sd).ok());
+    let (node, sd) = booted_node(0, &etcd.endpoint());
     for (file, mode) in [
         ("ca.pem", 0o644),
         ("server-cert.pem", 0o644),
@@ -59,14 +52,7 @@ fn keys_are_private_and_certificates_survive_a_reboot() {
 #[test]
 fn a_certificate_near_expiry_is_renewed() {
     let etcd = EtcdServer::start().unwrap();
-    let node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
-    let sd = RecordingSystemd::default();
-    assert!(node.converge(Stage::Boot, None, &sd).ok());
+    let (node, sd) = booted_node(0, &etcd.endpoint());
 
     // Replace the server certificate (etcd and disk) by one that expires in 10 days.
     let short = block_on(async {
@@ -113,14 +99,7 @@ fn a_certificate_near_expiry_is_renewed() {
 #[test]
 fn a_changed_address_gets_a_server_certificate_with_the_new_san() {
     let etcd = EtcdServer::start().unwrap();
-    let mut node = Node::new(node_config(
-        "node-0",
-        0,
-        Ipv4Addr::new(10, 0, 0, 10),
-        &etcd.endpoint(),
-    ));
-    let sd = RecordingSystemd::default();
-    assert!(node.converge(Stage::Boot, None, &sd).ok());
+    let (mut node, sd) = booted_node(0, &etcd.endpoint());
     let old = node.tls("server-cert.pem");
 
     node.config = node_config("node-0", 0, Ipv4Addr::new(10, 0, 0, 77), &etcd.endpoint());

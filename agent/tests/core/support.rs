@@ -10,36 +10,38 @@ use std::time::Duration;
 use mc::converge::{self, Options, Report, Stage};
 use mc::etcd::Retry;
 use mc::systemd::Systemd;
-use molten_contract::{
-    AddressSource, BoshSettings, DockerSettings, EtcdSettings, FlannelSettings, NodeConfig,
-    NodeIdentity, OsVariant, Role, NODE_CONFIG_VERSION,
-};
+use molten_contract::{FlannelSettings, NodeConfig};
+use molten_testkit::fixtures;
 use tempfile::TempDir;
 
+/// The fixture node config with this suite's own flannel network and a BOSH network named
+/// after the node, so concurrent tests never put two Docker bridges on one range or name.
 pub fn node_config(name: &str, zone: u32, ip: Ipv4Addr, etcd: &str) -> NodeConfig {
-    NodeConfig {
-        version: NODE_CONFIG_VERSION,
-        cluster: "test".into(),
-        os: OsVariant::Debian,
-        node: NodeIdentity {
-            name: name.into(),
-            zone,
-            roles: vec![Role::Etcd, Role::Worker],
-            address: AddressSource::Static { private_ip: ip },
-        },
-        etcd: EtcdSettings {
-            endpoints: vec![etcd.to_string()],
-        },
-        flannel: FlannelSettings::new("10.213.0.0/16".parse().unwrap(), 24),
-        docker: DockerSettings {
-            bridge_cidr: "10.255.240.0/20".parse().unwrap(),
-            tls_port: 2376,
-        },
-        bosh: BoshSettings {
-            enabled: true,
-            network_name: format!("bosh-{name}"),
-        },
-    }
+    let mut config = fixtures::node_config(name, zone, ip);
+    config.etcd.endpoints = vec![etcd.to_string()];
+    config.flannel = FlannelSettings::new("10.213.0.0/16".parse().unwrap(), 24);
+    config.bosh.network_name = format!("bosh-{name}");
+    config
+}
+
+/// `node-<i>` in zone `i` at 10.0.0.(10 + i), its config written, using the etcd at `etcd`.
+pub fn numbered_node(i: u8, etcd: &str) -> Node {
+    let ip = Ipv4Addr::new(10, 0, 0, 10 + i);
+    Node::new(node_config(&format!("node-{i}"), u32::from(i), ip, etcd))
+}
+
+/// `node-0` to `node-<n-1>`, as [`numbered_node`] makes them.
+pub fn numbered_nodes(n: u8, etcd: &str) -> Vec<Node> {
+    (0..n).map(|i| numbered_node(i, etcd)).collect()
+}
+
+/// [`numbered_node`] after a first boot converge that succeeded, with the systemd it used.
+pub fn booted_node(i: u8, etcd: &str) -> (Node, RecordingSystemd) {
+    let node = numbered_node(i, etcd);
+    let sd = RecordingSystemd::default();
+    let report = node.converge(Stage::Boot, None, &sd);
+    assert!(report.ok(), "first boot: {:#?}", report.steps);
+    (node, sd)
 }
 
 /// A node's root directory with its node config at `/etc/molten/node.json`.
