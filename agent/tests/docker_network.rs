@@ -2,8 +2,7 @@
 //! socket, no docker0, no iptables). Each test uses its own subnet so concurrent daemons never
 //! put two bridges on one range.
 
-use std::net::Ipv4Addr;
-
+use bollard::Docker;
 use ipnet::Ipv4Net;
 use mc::docker::{self, NetworkError, NetworkOutcome};
 use molten_testkit::docker::Dockerd;
@@ -30,12 +29,15 @@ fn inspect(dockerd: &Dockerd, name: &str) -> (String, String, String, String) {
     )
 }
 
-fn net(s: &str) -> Ipv4Net {
-    s.parse().unwrap()
-}
-
-fn gw(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
+/// `ensure_bosh_network` for the network "bosh" on `subnet`, its gateway the first address.
+async fn ensure_bosh(
+    client: &Docker,
+    subnet: &str,
+    mtu: u32,
+) -> Result<NetworkOutcome, NetworkError> {
+    let subnet: Ipv4Net = subnet.parse().unwrap();
+    let gateway = subnet.hosts().next().unwrap();
+    docker::ensure_bosh_network(client, "bosh", subnet, gateway, mtu).await
 }
 
 fn network_id(dockerd: &Dockerd, name: &str) -> String {
@@ -51,15 +53,7 @@ async fn created_on_the_subnet_then_unchanged() {
     let dockerd = Dockerd::start().unwrap();
     let client = docker::connect(&dockerd.host(), None).await.unwrap();
 
-    let outcome = docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.1.0/24"),
-        gw("10.231.1.1"),
-        1410,
-    )
-    .await
-    .unwrap();
+    let outcome = ensure_bosh(&client, "10.231.1.0/24", 1410).await.unwrap();
     assert_eq!(outcome, NetworkOutcome::Created);
     assert_eq!(
         inspect(&dockerd, "bosh"),
@@ -72,15 +66,7 @@ async fn created_on_the_subnet_then_unchanged() {
     );
     let id = network_id(&dockerd, "bosh");
 
-    let again = docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.1.0/24"),
-        gw("10.231.1.1"),
-        1410,
-    )
-    .await
-    .unwrap();
+    let again = ensure_bosh(&client, "10.231.1.0/24", 1410).await.unwrap();
     assert_eq!(again, NetworkOutcome::Unchanged);
     assert_eq!(
         network_id(&dockerd, "bosh"),
@@ -93,26 +79,10 @@ async fn created_on_the_subnet_then_unchanged() {
 async fn recreated_when_the_subnet_changes_and_nothing_is_attached() {
     let dockerd = Dockerd::start().unwrap();
     let client = docker::connect(&dockerd.host(), None).await.unwrap();
-    docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.2.0/24"),
-        gw("10.231.2.1"),
-        1450,
-    )
-    .await
-    .unwrap();
+    ensure_bosh(&client, "10.231.2.0/24", 1450).await.unwrap();
     let old_id = network_id(&dockerd, "bosh");
 
-    let outcome = docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.3.0/24"),
-        gw("10.231.3.1"),
-        1450,
-    )
-    .await
-    .unwrap();
+    let outcome = ensure_bosh(&client, "10.231.3.0/24", 1450).await.unwrap();
     assert_eq!(
         outcome,
         NetworkOutcome::Recreated {
@@ -132,15 +102,7 @@ async fn attached_container_is_a_conflict_and_the_network_stays() {
     let dockerd = Dockerd::start().unwrap();
     dockerd.import_busybox_image("busybox").unwrap();
     let client = docker::connect(&dockerd.host(), None).await.unwrap();
-    docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.4.0/24"),
-        gw("10.231.4.1"),
-        1450,
-    )
-    .await
-    .unwrap();
+    ensure_bosh(&client, "10.231.4.0/24", 1450).await.unwrap();
     dockerd
         .cli(&[
             "run",
@@ -155,15 +117,9 @@ async fn attached_container_is_a_conflict_and_the_network_stays() {
         ])
         .unwrap();
 
-    let err = docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.5.0/24"),
-        gw("10.231.5.1"),
-        1450,
-    )
-    .await
-    .unwrap_err();
+    let err = ensure_bosh(&client, "10.231.5.0/24", 1450)
+        .await
+        .unwrap_err();
     match &err {
         NetworkError::Conflict {
             name,
@@ -183,15 +139,7 @@ async fn attached_container_is_a_conflict_and_the_network_stays() {
 
     // The container goes away; the next converge recreates the network.
     dockerd.cli(&["rm", "-f", "vm-1"]).unwrap();
-    let outcome = docker::ensure_bosh_network(
-        &client,
-        "bosh",
-        net("10.231.5.0/24"),
-        gw("10.231.5.1"),
-        1450,
-    )
-    .await
-    .unwrap();
+    let outcome = ensure_bosh(&client, "10.231.5.0/24", 1450).await.unwrap();
     assert!(
         matches!(outcome, NetworkOutcome::Recreated { .. }),
         "{outcome:?}"
