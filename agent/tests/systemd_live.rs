@@ -45,6 +45,15 @@ fn put(path: &Path, pem: &str) {
     std::fs::write(path, pem).unwrap();
 }
 
+fn assert_docker_active(node: &LabNode) {
+    assert_eq!(
+        node.unit_state("docker.service").unwrap(),
+        "active",
+        "{}",
+        node.diagnose(&["docker.service"])
+    );
+}
+
 fn main_pid(node: &LabNode) -> String {
     node.exec(&[
         "systemctl",
@@ -75,12 +84,7 @@ async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
     ignition::apply_files(&ign, &node.root()).unwrap();
     node.boot().unwrap();
     node.wait_booted(Duration::from_secs(120)).unwrap();
-    assert_eq!(
-        node.unit_state("docker.service").unwrap(),
-        "active",
-        "{}",
-        node.diagnose(&["docker.service"])
-    );
+    assert_docker_active(&node);
     let pid_before = main_pid(&node);
 
     // The PKI step's files, where the layout says (keys are the PKI step's business; here
@@ -130,12 +134,7 @@ async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
     assert!(first.reloaded, "{first:?}");
     assert_eq!(first.restarted, ["docker.service"], "{first:?}");
     assert!(first.skipped.is_empty(), "{first:?}");
-    assert_eq!(
-        node.unit_state("docker.service").unwrap(),
-        "active",
-        "{}",
-        node.diagnose(&["docker.service"])
-    );
+    assert_docker_active(&node);
     let pid_after = main_pid(&node);
     assert_ne!(pid_before, pid_after, "dockerd was restarted");
 
