@@ -21,8 +21,8 @@ const DEFAULT_PROFILE: &str = "profiles/dev.yaml";
 macro_rules! compose_examples {
     () => {
         "  molten compose --platform vagrant --agent target/release/mc
-  molten compose --platform ipxe --profile profiles/rack.yaml --out /srv/boot
-  molten compose --platform packet --profile profiles/packet.yaml"
+  molten compose --platform ipxe --profile profiles/rack.yaml --agent ./mc
+  molten compose --platform packet --profile site.yaml  (agent.url in site.yaml)"
     };
 }
 
