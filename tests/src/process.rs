@@ -139,6 +139,21 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Makes the kernel SIGKILL the process `cmd` starts when the thread that started it ends, so
+/// a test process killed without running destructors leaves no daemon behind.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `cmd` to completion and returns its stdout; fails with its stderr and exit status.
 pub fn run(cmd: &mut Command) -> Result<String> {
     let output = cmd

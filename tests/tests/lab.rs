@@ -129,7 +129,13 @@ mod cluster {
 
     #[test]
     fn three_nodes_converge_survive_reboots_and_heal() {
-        let mut lab = Lab::provision(&options()).unwrap();
+        let options = options();
+        let provisioning = Instant::now();
+        let mut lab = Lab::provision(&options).unwrap();
+        eprintln!(
+            "molten-lab: provisioned 3 nodes (compose, serve, copy, Ignition) in {:.1} s",
+            provisioning.elapsed().as_secs_f64()
+        );
         let names: Vec<String> = lab.nodes.iter().map(|n| n.name.clone()).collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         assert_eq!(names.len(), 3, "the lab profile has three nodes");

@@ -21,7 +21,7 @@ use super::netns::Hub;
 use super::node::{copy_image, LabNode};
 use super::{image_cache, nodes_dir, unique_id};
 use crate::ignition;
-use crate::process::{log_tail, wait_until, ChildGuard};
+use crate::process::{die_with_parent, log_tail, wait_until, ChildGuard};
 
 /// Where the lab installs the flanneld stand-in in each node (the lab profile's
 /// `flannel.binary`).
@@ -248,9 +248,9 @@ fn serve(
 ) -> Result<ChildGuard> {
     let listen = format!("{}:{}", spec.host_ip, spec.serve_port);
     let log = std::fs::File::create(work.join("serve.log"))?;
-    let child = hub
-        .ns
-        .command(&molten.display().to_string())
+    let mut cmd = hub.ns.command(&molten.display().to_string());
+    die_with_parent(&mut cmd);
+    let child = cmd
         .arg("serve")
         .arg(bundle)
         .arg("--listen")

@@ -41,15 +41,16 @@ pub const PACKAGES: &[&str] = &[
 ];
 
 /// Bump when the post-debootstrap recipe changes, so cached images are rebuilt.
-const RECIPE_VERSION: u32 = 3;
+const RECIPE_VERSION: u32 = 4;
 
-/// Units the packages enable on install; the node's Ignition decides instead.
+/// Units the packages enable on install; the node's Ignition decides instead. (The
+/// `etcd2.service` alias stays: if the first boot's presets had to create it, systemd would merge
+/// the two names while loading the boot transaction, and the etcd start job was seen to vanish.)
 const PACKAGE_ENABLED_UNITS: &[&str] = &[
     "multi-user.target.wants/docker.service",
     "sockets.target.wants/docker.socket",
     "multi-user.target.wants/containerd.service",
     "multi-user.target.wants/etcd.service",
-    "etcd2.service",
     "multi-user.target.wants/e2scrub_reap.service",
     // a container has no tty1
     "getty.target.wants/getty@tty1.service",

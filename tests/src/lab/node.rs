@@ -6,7 +6,6 @@
 //! Killing PID 1 ends the node; booting the same root again is a reboot.
 
 use std::net::Ipv4Addr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -15,7 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use super::cgroups::NodeCgroups;
 use super::netns::NetNs;
-use crate::process::{log_tail, run, signal, wait_until, ChildGuard};
+use crate::process::{die_with_parent, log_tail, run, signal, wait_until, ChildGuard};
 
 /// Mounts the root on itself, pivots into it and execs systemd. `$1` = root, `$2` = the file
 /// that stands in for `/dev/console`. Runs as PID 1 of the node's new PID namespace.
@@ -150,15 +149,7 @@ impl LabNode {
         .stdout(log.try_clone()?)
         .stderr(log);
         // If the test process dies without running its destructors, the kernel kills the node.
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .with_context(|| format!("failed to start {}", self.name))?;
