@@ -99,8 +99,24 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every node cgroup of every lab (`<hierarchy>/molten-lab/<id>`).
+pub fn lab_cgroup_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for mount in hierarchies().unwrap_or_default() {
+        if let Ok(entries) = std::fs::read_dir(mount.join("molten-lab")) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    dirs
+}
+
 /// `rmdir` a cgroup and everything the node's systemd created below it, deepest first.
-fn remove_tree(dir: &Path) -> std::io::Result<()> {
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
     if !dir.exists() {
         return Ok(());
     }
