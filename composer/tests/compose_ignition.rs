@@ -365,6 +365,35 @@ fn the_engine_applies_debian_members_and_masks_etcd_on_workers() {
     let units = member.path().join("etc/systemd/system");
     let dropin = read(&units, "etcd.service.d/20-molten.conf");
     assert!(dropin.contains("ExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0"));
+    // Debian's etcd.service sets ETCD_NAME (and /etc/default/etcd may set more); etcd refuses a
+    // flag whose variable is also set, so every flag passed must have its variable unset.
+    let unset: Vec<&str> = dropin
+        .lines()
+        .find_map(|l| l.strip_prefix("UnsetEnvironment="))
+        .expect("the drop-in unsets etcd's variables")
+        .split(' ')
+        .collect();
+    let flags: Vec<String> = dropin
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|f| {
+            format!(
+                "ETCD_{}",
+                f.split('=')
+                    .next()
+                    .unwrap()
+                    .replace('-', "_")
+                    .to_uppercase()
+            )
+        })
+        .collect();
+    assert!(flags.len() >= 8, "{dropin}");
+    for var in &flags {
+        assert!(
+            unset.contains(&var.as_str()),
+            "{var} is passed as a flag but not unset: {dropin}"
+        );
+    }
     assert!(read(&units, "flanneld.service").contains("ExecStart=/usr/local/bin/flanneld "));
     let presets = read(
         member.path(),

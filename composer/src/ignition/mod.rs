@@ -212,7 +212,11 @@ mod tests {
         assert_eq!(u[0].1, Some(true));
         assert!(
             u[0].3.starts_with(
-                "[Service]\nExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0 \\\n  \
+                "[Service]\nUnsetEnvironment=ETCD_NAME ETCD_LISTEN_CLIENT_URLS \
+                 ETCD_ADVERTISE_CLIENT_URLS ETCD_LISTEN_PEER_URLS \
+                 ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER \
+                 ETCD_INITIAL_CLUSTER_STATE ETCD_INITIAL_CLUSTER_TOKEN\n\
+                 ExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0 \\\n  \
                  --listen-client-urls=http://10.0.0.10:2379,http://127.0.0.1:2379 \\\n"
             ),
             "{}",

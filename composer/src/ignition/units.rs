@@ -158,11 +158,21 @@ impl EtcdMember<'_> {
     }
 
     /// Debian: replaces the packaged `etcd.service` command with the profile's binary and the
-    /// same settings as flags.
+    /// same settings as flags. The packaged unit sets `ETCD_NAME=%H` (and reads more `ETCD_*`
+    /// from `/etc/default/etcd`); etcd refuses a flag whose variable is also set, so the
+    /// variables of exactly the flags passed here are unset.
     pub fn debian_dropin(&self) -> Result<String, ComposeError> {
         let binary = binary_path(&self.cluster.etcd.runtime, "etcd")?;
-        let mut text = format!("[Service]\nExecStart=\nExecStart={binary}");
-        for (suffix, value) in self.static_settings()? {
+        let settings = self.static_settings()?;
+        let unset: Vec<String> = settings
+            .iter()
+            .map(|(suffix, _)| format!("ETCD_{suffix}"))
+            .collect();
+        let mut text = format!(
+            "[Service]\nUnsetEnvironment={}\nExecStart=\nExecStart={binary}",
+            unset.join(" ")
+        );
+        for (suffix, value) in settings {
             let flag = suffix.to_ascii_lowercase().replace('_', "-");
             let _ = write!(text, " \\\n  --{flag}={value}");
         }
