@@ -35,6 +35,12 @@ impl Systemd for IdleSystemd {
     fn restart(&self, _unit: &str) -> anyhow::Result<()> {
         Ok(())
     }
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn start_no_block(&self, _units: &[String]) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The fixture node config on the bench's own flannel network and BOSH network name, so a bench

@@ -45,6 +45,12 @@ impl Systemd for Absent {
     fn restart(&self, unit: &str) -> anyhow::Result<()> {
         panic!("no restart {unit} without systemd")
     }
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        panic!("no list-jobs without systemd")
+    }
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
+        panic!("no start {units:?} without systemd")
+    }
 }
 
 /// node-0 at [`IP`] (etcd on the same address) on `os`.

@@ -232,6 +232,12 @@ fn units_done(result: &systemd::UnitsOutcome) -> Done {
     if result.reloaded {
         parts.push("daemon-reload".to_string());
     }
+    if !result.requeued.is_empty() {
+        parts.push(format!(
+            "start jobs lost by the reload enqueued again: {}",
+            result.requeued.join(", ")
+        ));
+    }
     if !result.restarted.is_empty() {
         parts.push(format!("restarted {}", result.restarted.join(", ")));
     }

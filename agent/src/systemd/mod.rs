@@ -33,6 +33,11 @@ pub trait Systemd {
     fn is_active(&self, unit: &str) -> anyhow::Result<bool>;
     /// `systemctl restart <unit>`.
     fn restart(&self, unit: &str) -> anyhow::Result<()>;
+    /// The units that have a start job queued (`systemctl list-jobs`).
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>>;
+    /// `systemctl start --no-block <units>`: enqueues start jobs without waiting for them
+    /// (mc.service is ordered before these units, so waiting would deadlock the boot).
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()>;
 }
 
 /// This node's Docker server TLS files as seen on the node (no `--root` prefix): they go into
@@ -55,6 +60,9 @@ pub struct UnitsOutcome {
     pub reloaded: bool,
     /// Units restarted because their configuration changed while they were running.
     pub restarted: Vec<String>,
+    /// Units whose queued start job vanished during our `daemon-reload` (systemd#23615) and
+    /// that were enqueued again with `systemctl start --no-block`.
+    pub requeued: Vec<String>,
     /// Actions not done because systemd does not run in the managed root, e.g.
     /// `daemon-reload`, `restart docker.service (if active)`.
     pub skipped: Vec<String>,
@@ -112,16 +120,34 @@ pub fn converge_units(
     }
 
     if !changed_units.is_empty() {
-        apply(root, systemd, &changed_units, &mut outcome)?;
+        let watched = watched_units(config);
+        apply(root, systemd, &changed_units, &watched, &mut outcome)?;
     }
     Ok(outcome)
 }
 
-/// Reloads once, then restarts the changed units that run with their old configuration.
+/// The units ordered after mc.service at boot whose start jobs a reload may lose: the ones we
+/// write drop-ins for, Docker's socket and the agent's network stage.
+fn watched_units(config: &NodeConfig) -> BTreeSet<String> {
+    let layout = config.os.layout();
+    [
+        layout.docker_unit,
+        layout.docker_socket,
+        layout.flannel_unit,
+        layout.agent_network_unit,
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Reloads once (re-enqueueing start jobs the reload lost), then restarts the changed units
+/// that run with their old configuration.
 fn apply(
     root: &Path,
     systemd: &dyn Systemd,
     changed_units: &BTreeSet<String>,
+    watched: &BTreeSet<String>,
     outcome: &mut UnitsOutcome,
 ) -> anyhow::Result<()> {
     if !systemd_manages(root, systemd) {
@@ -134,10 +160,19 @@ fn apply(
         );
         return Ok(());
     }
+    let queued_before: BTreeSet<String> = systemd
+        .queued_start_jobs()
+        .context("cannot list systemd's queued jobs before reloading")?
+        .into_iter()
+        .filter(|u| watched.contains(u))
+        .collect();
     systemd
         .daemon_reload()
         .context("drop-ins changed but systemd could not reload them")?;
     outcome.reloaded = true;
+    if !queued_before.is_empty() {
+        outcome.requeued = requeue_lost_jobs(systemd, &queued_before)?;
+    }
     for unit in changed_units {
         let active = systemd
             .is_active(unit)
@@ -151,6 +186,36 @@ fn apply(
         }
     }
     Ok(())
+}
+
+/// systemd can drop queued start jobs on `daemon-reload` (systemd#23615). Starts again, without
+/// blocking, each unit that had a start job before the reload, has none now and is not active.
+/// A unit that had no job is never started: the operator may have disabled it.
+fn requeue_lost_jobs(
+    systemd: &dyn Systemd,
+    queued_before: &BTreeSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    let queued_after: BTreeSet<String> = systemd
+        .queued_start_jobs()
+        .context("cannot list systemd's queued jobs after reloading")?
+        .into_iter()
+        .collect();
+    let mut lost = Vec::new();
+    for unit in queued_before.difference(&queued_after) {
+        let active = systemd
+            .is_active(unit)
+            .with_context(|| format!("cannot tell whether {unit} runs"))?;
+        if !active {
+            lost.push(unit.clone());
+        }
+    }
+    if !lost.is_empty() {
+        tracing::warn!(units = %lost.join(" "), "daemon-reload lost queued start jobs: enqueuing them again");
+        systemd
+            .start_no_block(&lost)
+            .with_context(|| format!("cannot enqueue start jobs again for {}", lost.join(" ")))?;
+    }
+    Ok(lost)
 }
 
 /// Unit actions need a systemd that answers *and* runs the root we manage: with

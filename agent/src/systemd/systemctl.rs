@@ -111,6 +111,42 @@ impl Systemd for Systemctl {
     fn restart(&self, unit: &str) -> anyhow::Result<()> {
         self.run_ok(&["restart", unit])
     }
+
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        let args = ["list-jobs", "--no-legend", "--no-pager", "--plain"];
+        let out = self.run(&args)?;
+        if !out.status.success() {
+            bail!(
+                "systemctl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(parse_start_jobs(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
+        let mut args = vec!["start", "--no-block"];
+        args.extend(units.iter().map(String::as_str));
+        self.run_ok(&args)
+    }
+}
+
+/// Units with a `start` job in `systemctl list-jobs --no-legend` output: one job per line,
+/// `JOB UNIT TYPE STATE`. Other lines ("No jobs running.", blank) are not jobs.
+fn parse_start_jobs(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [id, unit, "start", _state, ..] if id.parse::<u64>().is_ok() => {
+                    Some(unit.to_string())
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 fn is_active_state(state: &str) -> bool {
@@ -136,6 +172,22 @@ mod tests {
         let nowhere = Systemctl::via(vec!["/nonexistent/prefix".into()]).unwrap();
         assert!(!nowhere.is_running());
         assert!(nowhere.daemon_reload().is_err());
+    }
+
+    #[test]
+    fn start_jobs_are_parsed_from_list_jobs() {
+        let text = "  41 docker.service      start waiting\n\
+                    42 mc-network.service  start waiting\n\
+                    7 mc.service          start running\n\
+                    50 flanneld.service    stop  waiting\n\
+                    51 docker.socket       restart waiting\n";
+        assert_eq!(
+            parse_start_jobs(text),
+            ["docker.service", "mc-network.service", "mc.service"]
+        );
+        assert!(parse_start_jobs("No jobs running.\n").is_empty());
+        assert!(parse_start_jobs("").is_empty());
+        assert!(parse_start_jobs("JOB UNIT TYPE STATE\n").is_empty());
     }
 
     #[test]

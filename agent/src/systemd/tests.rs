@@ -16,6 +16,9 @@ struct FakeSystemd {
     running: bool,
     active: BTreeSet<String>,
     fail_restart: bool,
+    /// Units with a queued start job; `daemon-reload` drops those in `lost_on_reload`.
+    queued: RefCell<Vec<String>>,
+    lost_on_reload: BTreeSet<String>,
     calls: RefCell<Vec<String>>,
 }
 
@@ -43,6 +46,9 @@ impl Systemd for FakeSystemd {
     }
     fn daemon_reload(&self) -> anyhow::Result<()> {
         self.calls.borrow_mut().push("daemon-reload".into());
+        self.queued
+            .borrow_mut()
+            .retain(|u| !self.lost_on_reload.contains(u));
         Ok(())
     }
     fn is_active(&self, unit: &str) -> anyhow::Result<bool> {
@@ -54,6 +60,17 @@ impl Systemd for FakeSystemd {
         if self.fail_restart {
             anyhow::bail!("Job for {unit} failed");
         }
+        Ok(())
+    }
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        self.calls.borrow_mut().push("list-jobs".into());
+        Ok(self.queued.borrow().clone())
+    }
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
+        self.calls
+            .borrow_mut()
+            .push(format!("start --no-block {}", units.join(" ")));
+        self.queued.borrow_mut().extend(units.iter().cloned());
         Ok(())
     }
 }
@@ -116,6 +133,7 @@ fn first_run_writes_both_dropins_and_reloads_once() {
     assert_eq!(
         systemd.calls(),
         [
+            "list-jobs",
             "daemon-reload",
             "is-active docker.service",
             "is-active flanneld.service"
@@ -201,6 +219,7 @@ fn ip_change_rewrites_and_restarts_only_active_changed_units() {
     assert_eq!(
         systemd.calls(),
         [
+            "list-jobs",
             "daemon-reload",
             "is-active docker.service",
             "restart docker.service",
@@ -225,6 +244,7 @@ fn bridge_change_touches_only_docker() {
     assert_eq!(
         systemd.calls(),
         [
+            "list-jobs",
             "daemon-reload",
             "is-active docker.service",
             "restart docker.service"
@@ -326,4 +346,87 @@ fn tls_paths_systemd_would_reinterpret_are_refused_before_writing() {
     );
     assert!(!root.path().join("etc").exists(), "no partial output");
     assert!(systemd.calls().is_empty());
+}
+
+/// A first boot: mc.service runs while the units ordered after it wait in systemd's queue.
+fn booting(queued: &[&str], lost_on_reload: &[&str]) -> FakeSystemd {
+    FakeSystemd {
+        queued: RefCell::new(queued.iter().map(|u| u.to_string()).collect()),
+        lost_on_reload: lost_on_reload.iter().map(|u| u.to_string()).collect(),
+        ..FakeSystemd::running(&[])
+    }
+}
+
+#[test]
+fn start_jobs_lost_by_the_reload_are_enqueued_again_without_blocking() {
+    let root = booted_root();
+    let queued = [
+        "docker.socket",
+        "docker.service",
+        "flanneld.service",
+        "mc-network.service",
+        "unrelated.service",
+    ];
+    let systemd = booting(
+        &queued,
+        &["docker.service", "mc-network.service", "unrelated.service"],
+    );
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
+    assert_eq!(outcome.requeued, ["docker.service", "mc-network.service"]);
+    assert_eq!(
+        systemd.calls(),
+        [
+            "list-jobs",
+            "daemon-reload",
+            "list-jobs",
+            "is-active docker.service",
+            "is-active mc-network.service",
+            "start --no-block docker.service mc-network.service",
+            "is-active docker.service",
+            "is-active flanneld.service",
+        ]
+    );
+}
+
+#[test]
+fn start_jobs_kept_by_the_reload_are_left_alone() {
+    let root = booted_root();
+    let systemd = booting(&["docker.service", "flanneld.service"], &[]);
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
+    assert!(outcome.requeued.is_empty());
+    assert!(
+        !systemd.calls().iter().any(|c| c.starts_with("start")),
+        "{:?}",
+        systemd.calls()
+    );
+}
+
+#[test]
+fn units_without_a_queued_job_are_never_started() {
+    let root = booted_root();
+    // The operator disabled Docker: no job, so nothing to lose and nothing to start.
+    let systemd = booting(&[], &["docker.service"]);
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
+    assert!(outcome.requeued.is_empty());
+    assert_eq!(
+        systemd.calls(),
+        [
+            "list-jobs",
+            "daemon-reload",
+            "is-active docker.service",
+            "is-active flanneld.service"
+        ]
+    );
+}
+
+#[test]
+fn a_lost_job_whose_unit_already_runs_is_not_started_again() {
+    let root = booted_root();
+    let systemd = FakeSystemd {
+        active: ["docker.service".to_string()].into(),
+        ..booting(&["docker.service"], &["docker.service"])
+    };
+    let outcome = converge_sample(OsVariant::Debian, root.path(), &systemd).unwrap();
+    assert!(outcome.requeued.is_empty());
+    assert!(!systemd.calls().iter().any(|c| c.starts_with("start")));
 }

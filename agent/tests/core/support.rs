@@ -133,6 +133,17 @@ impl Systemd for RecordingSystemd {
         self.calls.lock().unwrap().push(format!("restart {unit}"));
         Ok(())
     }
+    /// No boot in progress: no queued jobs, so a reload never requeues anything.
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("start --no-block {}", units.join(" ")));
+        Ok(())
+    }
 }
 
 /// Every file under `dir` with its inode, mtime (ns) and size.
