@@ -112,13 +112,21 @@ mod cluster {
         names.iter().map(|n| (n.as_str(), "ok")).collect()
     }
 
-    /// Boot finished, both agent units succeeded.
+    /// Boot finished with no ordering cycle in its transaction, both agent units succeeded.
     fn wait_node(lab: &Lab, name: &str) {
         let node = lab.node(name);
         check(
             lab,
             &format!("{name} boots"),
             node.wait_booted(BOOT).map(|_| ()),
+        );
+        // A cycle makes PID 1 drop a random job of it at every boot (etcd, mc, docker.socket…).
+        let cycles = check(lab, "systemd-analyze verify", node.ordering_cycles());
+        assert!(
+            cycles.is_empty(),
+            "{name}'s boot transaction has an ordering cycle:\n{}\n{}",
+            cycles.join("\n"),
+            lab.diagnose()
         );
         check(
             lab,

@@ -292,10 +292,34 @@ impl LabNode {
 }
 
 impl LabNode {
-    /// What went on in the node, for a failing test's message: failed units, pending jobs and
-    /// the journal of each unit in `units`.
+    /// Ordering cycles in the node's boot transaction, as `systemd-analyze verify` finds them in
+    /// the node's unit files (empty when there is none). PID 1 breaks such a cycle at boot by
+    /// deleting one job of it, a different one from boot to boot (hash order), before journald
+    /// runs, so the journal never says why a unit was not started.
+    pub fn ordering_cycles(&self) -> Result<Vec<String>> {
+        let out = self.exec_output(&["systemd-analyze", "verify", "default.target"])?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.contains("ordering cycle")
+                    || l.contains("Found dependency on")
+                    || l.contains("to break ordering cycle")
+            })
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// What went on in the node, for a failing test's message: ordering cycles, failed units,
+    /// pending jobs and the journal of each unit in `units`.
     pub fn diagnose(&self, units: &[&str]) -> String {
         let mut report = format!("===== {} =====\n", self.name);
+        match self.ordering_cycles() {
+            Ok(cycles) if cycles.is_empty() => {}
+            Ok(cycles) => report += &format!("ordering cycle(s):\n{}\n", cycles.join("\n")),
+            Err(err) => report += &format!("systemd-analyze verify: {err:#}\n"),
+        }
         for args in [
             &["systemctl", "--failed", "--no-pager"][..],
             &["systemctl", "list-jobs", "--no-pager"][..],
