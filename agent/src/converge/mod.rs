@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use etcd_client::Client;
 use molten_contract::NodeConfig;
 
 pub use network::docker_host;
 pub use outcome::{run_step, Done, State, StepOutcome};
 
-use crate::etcd::Retry;
+use crate::etcd::{Etcd, Retry};
 use crate::records::{self, Status, MC_VERSION};
 use crate::systemd::Systemd;
 
@@ -130,7 +129,7 @@ pub async fn converge(options: &Options, systemd: &dyn Systemd) -> Result<Report
         mc_version: MC_VERSION.to_string(),
     };
     let publish_error = match etcd {
-        Some(mut client) => publish(&mut client, options.stage, &mut status)
+        Some(mut etcd) => publish(&mut etcd, options.stage, &mut status)
             .await
             .err()
             .map(|e| format!("{e:#}")),
@@ -143,17 +142,25 @@ pub async fn converge(options: &Options, systemd: &dyn Systemd) -> Result<Report
     })
 }
 
-async fn publish(client: &mut Client, stage: Stage, status: &mut Status) -> Result<()> {
-    let previous = records::read_status(client, &status.node).await?;
+async fn publish(etcd: &mut Etcd, stage: Stage, status: &mut Status) -> Result<()> {
+    let node = &status.node;
+    let previous = etcd
+        .run("reading the last status", |mut client| async move {
+            records::read_status(&mut client, node).await
+        })
+        .await?;
     status.steps = records::merge_steps(
         previous.as_ref(),
         stage.names(),
         std::mem::take(&mut status.steps),
     );
     status.ok = !status.steps.iter().any(StepOutcome::failed);
-    records::publish_status(client, status)
-        .await
-        .context("publishing the status")
+    let status = &*status;
+    etcd.run("publishing the status", |mut client| async move {
+        records::publish_status(&mut client, status).await
+    })
+    .await
+    .context("publishing the status")
 }
 
 /// A short human summary of a report, one line per step.

@@ -3,11 +3,11 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Context;
-use etcd_client::Client;
 use ipnet::Ipv4Net;
 use molten_contract::{gateway, NodeConfig, Role};
 
 use super::{run_step, Done, Options, Stage, StepOutcome};
+use crate::etcd::Etcd;
 use crate::pki::{self, NodeTls};
 use crate::records::{self, NodeRecord, MC_VERSION};
 use crate::systemd::{self, Systemd, TlsPaths};
@@ -17,7 +17,7 @@ pub(super) struct Run<'a> {
     config: &'a NodeConfig,
     systemd: &'a dyn Systemd,
     pub outcomes: Vec<StepOutcome>,
-    pub etcd: Option<Client>,
+    pub etcd: Option<Etcd>,
     ip: Option<Ipv4Addr>,
     tls: Option<NodeTls>,
 }
@@ -84,10 +84,14 @@ impl<'a> Run<'a> {
             .unwrap_or_else(|| self.config.etcd.endpoints.clone());
         let retry = self.options.etcd_retry;
         let (outcome, client) = run_step("etcd", stage, async move {
-            let client = crate::etcd::connect(&endpoints, retry).await?;
+            let etcd = Etcd::connect(&endpoints, retry).await?;
             Ok((
-                Done::unchanged(format!("connected to {}", endpoints.join(","))),
-                client,
+                Done::unchanged(format!(
+                    "connected to {} (of {})",
+                    etcd.endpoint(),
+                    endpoints.join(",")
+                )),
+                etcd,
             ))
         })
         .await;
@@ -96,7 +100,7 @@ impl<'a> Run<'a> {
     }
 
     async fn flannel(&mut self) {
-        let (Some(client), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
+        let (Some(etcd), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
             return self.push(StepOutcome::skipped(
                 "flannel",
                 "boot",
@@ -107,9 +111,17 @@ impl<'a> Run<'a> {
         let node = &self.config.node.name;
         let subnet = self.config.subnet().expect("checked at load");
         let (outcome, _) = run_step("flannel", "boot", async move {
-            let config = crate::flannel::ensure_network_config(client, settings).await?;
-            let lease =
-                crate::flannel::ensure_reservation(client, settings, node, subnet, ip).await?;
+            let config = etcd
+                .run("flannel network config", |mut client| async move {
+                    crate::flannel::ensure_network_config(&mut client, settings).await
+                })
+                .await?;
+            let lease = etcd
+                .run("flannel subnet reservation", |mut client| async move {
+                    crate::flannel::ensure_reservation(&mut client, settings, node, subnet, ip)
+                        .await
+                })
+                .await?;
             let detail = format!("{}; {}", config.detail, lease.detail);
             Ok((Done::from_flag(changed(&[&config, &lease]), detail), ()))
         })
@@ -118,12 +130,16 @@ impl<'a> Run<'a> {
     }
 
     async fn pki(&mut self) {
-        let (Some(client), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
+        let (Some(etcd), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
             return self.push(StepOutcome::skipped("pki", "boot", "needs etcd and the IP"));
         };
         let (config, root) = (self.config, self.options.root.clone());
         let (outcome, tls) = run_step("pki", "boot", async move {
-            pki::ensure_node_tls(client, config, ip, &root).await
+            let root = &root;
+            etcd.run("pki", |mut client| async move {
+                pki::ensure_node_tls(&mut client, config, ip, root).await
+            })
+            .await
         })
         .await;
         self.tls = tls;
@@ -167,7 +183,7 @@ impl<'a> Run<'a> {
     }
 
     async fn record(&mut self) {
-        let (Some(client), Some(ip), Some(tls)) = (self.etcd.as_mut(), self.ip, self.tls.as_ref())
+        let (Some(etcd), Some(ip), Some(tls)) = (self.etcd.as_mut(), self.ip, self.tls.as_ref())
         else {
             return self.push(StepOutcome::skipped(
                 "record",
@@ -177,7 +193,11 @@ impl<'a> Run<'a> {
         };
         let record = node_record(self.config, ip, tls);
         let (outcome, _) = run_step("record", "boot", async move {
-            let wrote = records::publish_record(client, &record)
+            let record = &record;
+            let wrote = etcd
+                .run("node record", |mut client| async move {
+                    records::publish_record(&mut client, record).await
+                })
                 .await
                 .context("publishing the node record")?;
             let key = molten_contract::keys::node_record(&record.name);

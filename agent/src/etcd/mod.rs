@@ -1,11 +1,16 @@
-//! etcd v3 access: a connection with bounded retries and the few operations the agent needs.
+//! etcd v3 access: a session with bounded retries and failover across endpoints, and the few
+//! operations the agent needs.
 
-use std::time::{Duration, Instant};
+mod session;
+mod transient;
+
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
+
+pub use session::Etcd;
+pub use transient::is_transient;
 
 /// How long and how often to try reaching etcd before giving up.
 #[derive(Debug, Clone, Copy)]
@@ -39,49 +44,11 @@ impl Retry {
 /// Per-request limit, so a hung member cannot stall a converge forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to `endpoints` and checks that a member answers; retries with backoff within the
-/// budget. The error names every endpoint and the last failure.
+/// Connects to the first of `endpoints` that answers, retrying within the budget; for commands
+/// that make a few calls and need no session. The error names every endpoint and the last
+/// failure.
 pub async fn connect(endpoints: &[String], retry: Retry) -> Result<Client> {
-    anyhow::ensure!(!endpoints.is_empty(), "no etcd endpoints configured");
-    let started = Instant::now();
-    let mut backoff = retry.first_backoff;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let remaining = retry.budget.saturating_sub(started.elapsed());
-        let last_error =
-            match try_connect(endpoints, remaining.max(Duration::from_millis(100))).await {
-                Ok(client) => return Ok(client),
-                Err(err) => err,
-            };
-        tracing::debug!(attempt = attempts, error = %format!("{last_error:#}"), "etcd not reachable yet");
-        if started.elapsed() + backoff >= retry.budget {
-            anyhow::bail!(
-                "etcd unreachable at {} after {attempts} attempts in {:.1}s: {last_error:#}",
-                endpoints.join(","),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(retry.max_backoff);
-    }
-}
-
-async fn try_connect(endpoints: &[String], limit: Duration) -> Result<Client> {
-    let per_try = limit.min(REQUEST_TIMEOUT);
-    let options = ConnectOptions::new()
-        .with_connect_timeout(per_try)
-        .with_timeout(REQUEST_TIMEOUT);
-    let attempt = async {
-        let mut client = Client::connect(endpoints, Some(options)).await?;
-        // The client connects lazily; a status call proves a member answers.
-        client.status().await?;
-        Ok::<_, etcd_client::Error>(client)
-    };
-    match tokio::time::timeout(per_try, attempt).await {
-        Ok(result) => result.map_err(anyhow::Error::from),
-        Err(_) => anyhow::bail!("no answer within {:.1}s", per_try.as_secs_f64()),
-    }
+    Ok(Etcd::connect(endpoints, retry).await?.client())
 }
 
 /// A key's value and the lease it is attached to (0 = none).
