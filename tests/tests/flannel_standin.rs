@@ -1,5 +1,6 @@
-//! The flanneld stand-in (a test fixture) against a real etcd: it must honour a reservation,
-//! turn it into a 24 h lease, pick a free subnet otherwise and write subnet.env.
+//! The flanneld stand-in (a test fixture) against a real etcd: it must honour a reservation and
+//! keep it one (flanneld updates a reservation with TTL 0), renew an earlier lease for its IP
+//! under a fresh 24 h lease, pick a free subnet otherwise and write subnet.env.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -38,8 +39,19 @@ fn lease_of(etcd: &EtcdServer, key: &str) -> i64 {
     v["kvs"][0]["lease"].as_i64().unwrap_or(0)
 }
 
+fn granted_ttl(etcd: &EtcdServer, lease: i64) -> i64 {
+    let ttl = etcd
+        .etcdctl(&["lease", "timetolive", &format!("{lease:x}")])
+        .unwrap();
+    ttl.split("granted with TTL(")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected timetolive output: {ttl}"))
+}
+
 #[test]
-fn honours_a_reservation_and_turns_it_into_a_lease() {
+fn honours_a_reservation_and_keeps_it_a_reservation() {
     let etcd = EtcdServer::start().unwrap();
     etcd.etcdctl(&["put", &format!("{PREFIX}/config"), CONFIG])
         .unwrap();
@@ -60,23 +72,43 @@ fn honours_a_reservation_and_turns_it_into_a_lease() {
         env,
         "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
     );
-    let lease = lease_of(&etcd, &key);
-    assert_ne!(lease, 0, "the reservation is now under a lease");
-    let ttl = etcd
-        .etcdctl(&["lease", "timetolive", &format!("{lease:x}")])
-        .unwrap();
-    let granted: i64 = ttl
-        .split("granted with TTL(")
-        .nth(1)
-        .and_then(|s| s.split('s').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected timetolive output: {ttl}"));
-    assert_eq!(granted, 86400);
+    assert_eq!(lease_of(&etcd, &key), 0, "the reservation is still one");
     let value = etcd.etcdctl(&["get", &key, "--print-value-only"]).unwrap();
     assert!(value.contains("\"PublicIP\":\"10.88.0.13\""), "{value}");
     standin.ensure_running().unwrap();
     let status = standin.stop().unwrap().unwrap();
     assert!(status.success(), "SIGTERM should end it cleanly: {status}");
+}
+
+#[test]
+fn renews_an_earlier_lease_for_its_ip_for_24_hours() {
+    let etcd = EtcdServer::start().unwrap();
+    etcd.etcdctl(&["put", &format!("{PREFIX}/config"), CONFIG])
+        .unwrap();
+    let granted = etcd.etcdctl(&["lease", "grant", "600"]).unwrap();
+    let old_lease = granted
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected lease grant output: {granted}"))
+        .to_string();
+    let key = format!("{PREFIX}/subnets/10.1.4.0-24");
+    etcd.etcdctl(&[
+        "put",
+        &format!("--lease={old_lease}"),
+        &key,
+        r#"{"PublicIP":"10.88.0.14","BackendType":"vxlan"}"#,
+    ])
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("flannel/subnet.env");
+    let _standin = start_standin(&etcd, "10.88.0.14", &env_file);
+    let env = wait_for_file(&env_file);
+    assert!(env.contains("FLANNEL_SUBNET=10.1.4.1/24\n"), "{env}");
+    let lease = lease_of(&etcd, &key);
+    assert_ne!(lease, 0, "the subnet is under a lease");
+    assert_ne!(format!("{lease:x}"), old_lease, "under a new lease");
+    assert_eq!(granted_ttl(&etcd, lease), 86400);
 }
 
 #[test]

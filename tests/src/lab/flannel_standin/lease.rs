@@ -1,7 +1,8 @@
 //! flannel's etcd v3 subnet protocol, as the stand-in speaks it: read `<prefix>/config`, take
 //! the subnet whose key already names this node's public IP (a reservation or an earlier lease),
-//! else the first free one; attach it to a fresh 24 h etcd lease (so a reservation becomes a
-//! lease, as flanneld does), renew by putting it again with a new lease.
+//! else the first free one. A reservation (a key with no etcd lease) stays one, as flanneld keeps
+//! it (it updates a reservation with TTL 0); an earlier or new subnet goes under a fresh 24 h
+//! etcd lease, renewed by putting it again with a new lease.
 
 use std::net::Ipv4Addr;
 
@@ -112,11 +113,12 @@ pub fn subnet_env(config: &NetworkConfig, subnet: Ipv4Net) -> String {
     )
 }
 
-/// A subnet held under an etcd lease.
+/// A subnet held under an etcd lease, or reserved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub subnet: Ipv4Net,
-    pub lease_id: i64,
+    /// `None` for a reservation: no lease, nothing to renew.
+    pub lease_id: Option<i64>,
     /// True if the key existed for this IP before (reservation or earlier lease).
     pub reused: bool,
 }
@@ -153,7 +155,14 @@ pub async fn acquire(
             .ok()
             .and_then(|v| v["PublicIP"].as_str().map(str::to_string));
         if owner.as_deref() == Some(public_ip.to_string().as_str()) {
-            let lease_id = put_with_new_lease(client, prefix, config, public_ip, subnet).await?;
+            let lease_id = if kv.lease() == 0 {
+                // A reservation: refresh its value, keep it without a lease.
+                let value = lease_value(public_ip, &config.backend_type);
+                client.put(kv.key(), value, None).await?;
+                None
+            } else {
+                Some(put_with_new_lease(client, prefix, config, public_ip, subnet).await?)
+            };
             return Ok(Held {
                 subnet,
                 lease_id,
@@ -176,7 +185,7 @@ pub async fn acquire(
         if client.txn(txn).await?.succeeded() {
             return Ok(Held {
                 subnet,
-                lease_id: lease,
+                lease_id: Some(lease),
                 reused: false,
             });
         }
@@ -190,7 +199,7 @@ pub async fn acquire(
     )
 }
 
-/// Puts the subnet key again under a fresh 24 h lease (renewal, or reservation → lease).
+/// Puts the subnet key again under a fresh 24 h lease (an earlier lease, or a renewal).
 pub async fn put_with_new_lease(
     client: &mut Client,
     prefix: &str,

@@ -49,10 +49,13 @@ pub async fn run(args: Args) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+    let holding = match held.lease_id {
+        Some(id) => format!("under lease {id:x}"),
+        None => "as reserved (no lease)".to_string(),
+    };
     eprintln!(
-        "flanneld-standin: holding {} under lease {:x} ({})",
+        "flanneld-standin: holding {} {holding} ({})",
         held.subnet,
-        held.lease_id,
         if held.reused {
             "the subnet already recorded for this IP"
         } else {
@@ -67,9 +70,10 @@ pub async fn run(args: Args) -> Result<()> {
         .saturating_sub(args.renew_margin)
         .max(Duration::from_secs(1));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let renews = held.lease_id.is_some();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {
+            _ = tokio::time::sleep(every), if renews => {
                 match put_with_new_lease(&mut client, &args.etcd_prefix, &config, public_ip, held.subnet).await {
                     Ok(id) => eprintln!("flanneld-standin: renewed {} under lease {id:x}", held.subnet),
                     Err(err) => eprintln!("flanneld-standin: renewing {}: {err:#}", held.subnet),
