@@ -284,6 +284,14 @@ mod cluster {
         // 7. Stop a node: the others still converge and report it; start it: it heals.
         let stopped = names[2].clone();
         lab.node_mut(&stopped).kill().unwrap();
+        // As an operator would: let the two survivors elect an etcd leader first (the stopped
+        // node may have been the leader), then converge.
+        let survivors: Vec<&str> = names[..2].iter().map(String::as_str).collect();
+        check(
+            &lab,
+            &format!("etcd quorum with {stopped} down"),
+            probes::wait_etcd_quorum(&lab, &survivors, Duration::from_secs(30)),
+        );
         for name in &names[..2] {
             check(
                 &lab,

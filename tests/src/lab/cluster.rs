@@ -151,14 +151,30 @@ impl Lab {
             .join(",")
     }
 
+    /// etcd client URLs of the named nodes, comma separated.
+    pub fn etcd_endpoints_of(&self, names: &[&str]) -> String {
+        self.spec
+            .nodes
+            .iter()
+            .filter(|(name, _)| names.contains(&name.as_str()))
+            .map(|(_, ip)| format!("http://{ip}:2379"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Runs the host's `etcdctl` inside the hub namespace (it reaches every node there).
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        self.etcdctl_at(&self.etcd_endpoints(), args)
+    }
+
+    /// [`Lab::etcdctl`] against the given endpoints only.
+    pub fn etcdctl_at(&self, endpoints: &str, args: &[&str]) -> Result<String> {
         let out = self
             .hub
             .ns
             .command(crate::etcd::ETCDCTL)
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.etcd_endpoints()))
+            .arg(format!("--endpoints={endpoints}"))
             .arg("--command-timeout=10s")
             .args(args)
             .stdin(Stdio::null())

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use ipnet::Ipv4Net;
@@ -14,6 +15,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::checks::MC;
 use super::cluster::Lab;
 use super::node::LabNode;
+use crate::process::wait_until;
 
 /// Where the agent keeps a node's Docker TLS files (the contract's layout).
 pub const TLS_DIR: &str = "/etc/molten/tls";
@@ -49,6 +51,20 @@ pub fn etcd_cluster(lab: &Lab, names: &[&str]) -> Result<()> {
         "endpoints report cluster ids {ids:?}"
     );
     Ok(())
+}
+
+/// Waits until etcd on the `survivors` answers a quorum read (`endpoint health`), i.e. the
+/// members still up have elected a leader after one went away. A write sent during that election
+/// times out on the server (etcd drops proposals while it has no leader).
+pub fn wait_etcd_quorum(lab: &Lab, survivors: &[&str], timeout: Duration) -> Result<()> {
+    let endpoints = lab.etcd_endpoints_of(survivors);
+    wait_until(
+        &format!("etcd on {} to have a leader", survivors.join(", ")),
+        timeout,
+        Duration::from_millis(500),
+        || Ok(lab.etcdctl_at(&endpoints, &["endpoint", "health"]).ok()),
+    )
+    .map(|_| ())
 }
 
 /// sha256 fingerprints of a node's certificate files.
