@@ -1,8 +1,10 @@
 //! The drop-ins under a real systemd: a lab node (Debian image, systemd as PID 1, own network
 //! namespace) runs Docker; `converge_units` writes the drop-ins into it, reloads its systemd and
 //! restarts the running dockerd, which then serves mutual TLS on the node's private IP with
-//! docker0 moved to the bridge CIDR. A second converge touches nothing. Needs root and, the first
-//! time, a Debian mirror to build the cached node image (like the lab's own tests).
+//! docker0 moved to the bridge CIDR. A second converge touches nothing. And a first-boot converge
+//! whose reload loses Docker's queued start job enqueues it again without waiting for it. Needs
+//! root and, the first time, a Debian mirror to build the cached node image (like the lab's own
+//! tests).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use mc::docker::{self, ClientTls};
 use mc::pki::{cert, Ca, Kind};
-use mc::systemd::{self, Systemctl, TlsPaths};
+use mc::systemd::{self, Systemctl, Systemd, TlsPaths};
 use molten_contract::{NodeConfig, Role};
 use molten_testkit::fixtures;
 use molten_testkit::ignition;
@@ -54,6 +56,49 @@ fn assert_docker_active(node: &LabNode) {
     );
 }
 
+/// The PKI step's files, where the layout says, for a server certificate of `name` at
+/// `NODE_IP` (keys are the PKI step's business; here only their content matters).
+fn install_tls(node: &LabNode, cfg: &NodeConfig, name: &str) -> (Ca, TlsPaths) {
+    let tls_dir = PathBuf::from(cfg.os.layout().tls_dir);
+    let ca = Ca::generate("live").unwrap();
+    let server_kind = Kind::Server {
+        ips: vec![NODE_IP.into(), Ipv4Addr::LOCALHOST.into()],
+        dns: vec![name.into()],
+    };
+    let server = cert::issue(&ca, name, &server_kind, cert::VALIDITY).unwrap();
+    let tls = TlsPaths {
+        ca: tls_dir.join("ca.pem"),
+        server_cert: tls_dir.join("server-cert.pem"),
+        server_key: tls_dir.join("server-key.pem"),
+    };
+    let on_node = |p: &Path| node.root().join(p.strip_prefix("/").unwrap());
+    put(&on_node(&tls.ca), &ca.cert_pem);
+    put(&on_node(&tls.server_cert), &server.cert_pem);
+    put(&on_node(&tls.server_key), &server.key_pem);
+    (ca, tls)
+}
+
+/// The node as the agent on it sees it: its mount namespace (where /run/systemd/system lives)
+/// through /proc/<pid1>/root, and its systemd through nsenter.
+fn agent_view(node: &LabNode) -> (PathBuf, Systemctl) {
+    let pid1 = node.pid1().unwrap();
+    let root = PathBuf::from(format!("/proc/{pid1}/root"));
+    let prefix = [
+        "nsenter",
+        "-t",
+        &pid1.to_string(),
+        "-m",
+        "-p",
+        "-r",
+        "-w",
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    (root, Systemctl::via(prefix).unwrap())
+}
+
 fn main_pid(node: &LabNode) -> String {
     node.exec(&[
         "systemctl",
@@ -87,47 +132,9 @@ async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
     assert_docker_active(&node);
     let pid_before = main_pid(&node);
 
-    // The PKI step's files, where the layout says (keys are the PKI step's business; here
-    // only their content matters).
     let cfg = config();
-    let layout = cfg.os.layout();
-    let tls_dir = PathBuf::from(layout.tls_dir);
-    let ca = Ca::generate("live").unwrap();
-    let server_kind = Kind::Server {
-        ips: vec![NODE_IP.into(), Ipv4Addr::LOCALHOST.into()],
-        dns: vec![name.into()],
-    };
-    let server = cert::issue(&ca, name, &server_kind, cert::VALIDITY).unwrap();
-    let tls = TlsPaths {
-        ca: tls_dir.join("ca.pem"),
-        server_cert: tls_dir.join("server-cert.pem"),
-        server_key: tls_dir.join("server-key.pem"),
-    };
-    let on_node = |p: &Path| node.root().join(p.strip_prefix("/").unwrap());
-    put(&on_node(&tls.ca), &ca.cert_pem);
-    put(&on_node(&tls.server_cert), &server.cert_pem);
-    put(&on_node(&tls.server_key), &server.key_pem);
-
-    // The node as the agent on it sees it: its mount namespace (where /run/systemd/system
-    // lives) through /proc/<pid1>/root, and its systemd through nsenter.
-    let pid1 = node.pid1().unwrap();
-    let root = PathBuf::from(format!("/proc/{pid1}/root"));
-    let node_systemctl = Systemctl::via(
-        [
-            "nsenter",
-            "-t",
-            &pid1.to_string(),
-            "-m",
-            "-p",
-            "-r",
-            "-w",
-            "--",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    )
-    .unwrap();
+    let (ca, tls) = install_tls(&node, &cfg, name);
+    let (root, node_systemctl) = agent_view(&node);
 
     let first = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &node_systemctl).unwrap();
     assert_eq!(first.written.len(), 2, "{first:?}");
@@ -176,6 +183,123 @@ async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
     let second = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &node_systemctl).unwrap();
     assert_eq!(second, systemd::UnitsOutcome::default());
     assert_eq!(main_pid(&node), pid_after, "dockerd kept running untouched");
+
+    node.kill().unwrap();
+}
+
+/// The real systemd of the node, whose `daemon-reload` also loses `lost`'s queued start job (as
+/// systemd/systemd#23615 does at random): the job is cancelled right after the real reload.
+struct ReloadLosesJob<'a> {
+    systemctl: &'a Systemctl,
+    node: &'a LabNode,
+    lost: &'a str,
+}
+
+impl Systemd for ReloadLosesJob<'_> {
+    fn is_running(&self) -> bool {
+        self.systemctl.is_running()
+    }
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        self.systemctl.daemon_reload()?;
+        let jobs = self
+            .node
+            .exec(&["systemctl", "list-jobs", "--no-legend", "--plain"])?;
+        for line in jobs.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) == Some(&self.lost) {
+                self.node.exec(&["systemctl", "cancel", fields[0]])?;
+            }
+        }
+        Ok(())
+    }
+    fn is_active(&self, unit: &str) -> anyhow::Result<bool> {
+        self.systemctl.is_active(unit)
+    }
+    fn restart(&self, unit: &str) -> anyhow::Result<()> {
+        self.systemctl.restart(unit)
+    }
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        self.systemctl.queued_start_jobs()
+    }
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
+        self.systemctl.start_no_block(units)
+    }
+}
+
+/// Holds Docker's start job in the queue until `/run/release-docker` exists, like mc.service
+/// (ordered before Docker) does at first boot.
+const BLOCKER_UNIT: &str = "[Unit]\nDescription=holds docker's start job (test)\n\
+    [Service]\nType=oneshot\n\
+    ExecStart=/bin/sh -c 'while [ ! -e /run/release-docker ]; do sleep 0.2; done'\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_job_lost_by_the_first_boot_reload_is_enqueued_again_without_blocking() {
+    let image = image::ensure_image(&image_cache()).unwrap();
+    let id = unique_id();
+    let hub = Hub::create(&format!("{id}-hub"), HUB_IP, 24).unwrap();
+    let netns = hub.attach(&format!("{id}-n1"), "p1", NODE_IP).unwrap();
+    std::fs::create_dir_all(nodes_dir()).unwrap();
+    let work = tempfile::tempdir_in(nodes_dir()).unwrap();
+    let name = "units-requeue";
+    let mut node = LabNode::create(name, NODE_IP, &image, &work.path().join(name), netns).unwrap();
+    let ign = work.path().join("node.ign");
+    std::fs::write(&ign, ignition_config(name)).unwrap();
+    ignition::apply_files(&ign, &node.root()).unwrap();
+    put(
+        &node.root().join("etc/systemd/system/hold-docker.service"),
+        BLOCKER_UNIT,
+    );
+    put(
+        &node
+            .root()
+            .join("etc/systemd/system/docker.service.d/10-test-hold.conf"),
+        "[Unit]\nAfter=hold-docker.service\n",
+    );
+    node.boot().unwrap();
+    node.wait_booted(Duration::from_secs(120)).unwrap();
+
+    // First boot as mc.service sees it: Docker is not running and its start job waits.
+    node.exec(&["systemctl", "stop", "docker.service", "docker.socket"])
+        .unwrap();
+    node.exec(&[
+        "systemctl",
+        "start",
+        "--no-block",
+        "hold-docker.service",
+        "docker.service",
+    ])
+    .unwrap();
+    let cfg = config();
+    let (_ca, tls) = install_tls(&node, &cfg, name);
+    let (root, node_systemctl) = agent_view(&node);
+    let queued = node_systemctl.queued_start_jobs().unwrap();
+    assert!(queued.contains(&"docker.service".to_string()), "{queued:?}");
+
+    let lossy = ReloadLosesJob {
+        systemctl: &node_systemctl,
+        node: &node,
+        lost: "docker.service",
+    };
+    let outcome = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &lossy).unwrap();
+    assert!(outcome.reloaded, "{outcome:?}");
+    assert_eq!(outcome.requeued, ["docker.service"], "{outcome:?}");
+    assert!(outcome.restarted.is_empty(), "{outcome:?}");
+    // converge_units returned while Docker still waits: the job is queued again, not run.
+    let queued = node_systemctl.queued_start_jobs().unwrap();
+    assert!(queued.contains(&"docker.service".to_string()), "{queued:?}");
+    assert_ne!(node.unit_state("docker.service").unwrap(), "active");
+
+    // Once what Docker is ordered after finishes, the re-enqueued job starts it.
+    node.exec(&["touch", "/run/release-docker"]).unwrap();
+    let mut state = String::new();
+    for _ in 0..300 {
+        state = node.unit_state("docker.service").unwrap();
+        if state == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state, "active", "{}", node.diagnose(&["docker.service"]));
 
     node.kill().unwrap();
 }
