@@ -3,6 +3,7 @@
 //! value) fails at once.
 
 /// gRPC status codes (fixed by the gRPC spec) that mean "try again, maybe elsewhere".
+const CANCELLED: i32 = 1;
 const UNKNOWN: i32 = 2;
 const DEADLINE_EXCEEDED: i32 = 4;
 const RESOURCE_EXHAUSTED: i32 = 8;
@@ -14,6 +15,7 @@ const TRANSIENT_TEXTS: &[&str] = &[
     "leader changed",
     "no leader",
     "timed out",
+    "timeout expired",
     "tcp connect error",
     "connection refused",
     "connection reset",
@@ -46,11 +48,12 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
 }
 
 /// Unavailable (no leader, member down, connect error), deadline exceeded and "too many
-/// requests" are transient; Unknown and Internal only with a text that says so.
+/// requests" are transient; Unknown, Internal and Cancelled only with a text that says so
+/// (the client's own per-request timeout arrives as Cancelled "Timeout expired").
 fn transient_status(code: i32, message: &str) -> bool {
     match code {
         UNAVAILABLE | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED => true,
-        UNKNOWN | INTERNAL => {
+        UNKNOWN | INTERNAL | CANCELLED => {
             let message = message.to_ascii_lowercase();
             TRANSIENT_TEXTS.iter().any(|t| message.contains(t))
         }
@@ -82,6 +85,7 @@ mod tests {
             ),
             (tonic::Code::Unknown, "etcdserver: leader changed"),
             (tonic::Code::Internal, "h2 protocol error: connection reset"),
+            (tonic::Code::Cancelled, "Timeout expired"),
         ] {
             assert!(is_transient(&status(code, message)), "{code:?} {message}");
         }
@@ -117,6 +121,7 @@ mod tests {
                 tonic::Code::OutOfRange,
                 "etcdserver: mvcc: required revision has been compacted",
             ),
+            (tonic::Code::Cancelled, "operation was canceled"),
         ] {
             assert!(!is_transient(&status(code, message)), "{code:?} {message}");
         }
