@@ -24,6 +24,11 @@ pub const ETCD_JOIN_ENV: &str = "/run/molten/etcd-join.env";
 const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
 
 /// `mc.service`: the boot converge, between etcd and flanneld/Docker.
+///
+/// Not ordered before `docker.socket`: a socket is `Before=sockets.target`, which comes before
+/// `basic.target`, which every service (etcd included) follows, so `Before=docker.socket` closes
+/// an ordering cycle that PID 1 breaks by deleting a random job at every boot. `docker.service`
+/// is ordered after `mc.service`, so a connection to the socket before then only queues dockerd.
 pub fn mc_unit(layout: &OsLayout, packet: bool) -> String {
     let (metadata_after, metadata_wants) = if packet {
         (
@@ -38,7 +43,7 @@ pub fn mc_unit(layout: &OsLayout, packet: bool) -> String {
          Description=molten agent: boot converge\n\
          After={etcd} network-online.target{metadata_after}\n\
          Wants=network-online.target{metadata_wants}\n\
-         Before={flannel} {docker} {socket}\n\
+         Before={flannel} {docker}\n\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
@@ -48,7 +53,6 @@ pub fn mc_unit(layout: &OsLayout, packet: bool) -> String {
         etcd = layout.etcd_unit,
         flannel = layout.flannel_unit,
         docker = layout.docker_unit,
-        socket = layout.docker_socket,
         mc = layout.agent_binary,
     )
 }
