@@ -37,8 +37,9 @@ pub fn unit_outcome(node: &LabNode, unit: &str) -> Result<(String, String)> {
 
 /// Waits until both agent units of `node` are active with result `success`. Fails at once,
 /// with the unit's journal, if one failed; and after a few seconds if a unit sits inactive with
-/// no start job queued while the system has finished starting (its job was lost — e.g. by a
-/// `daemon-reload` issued during the boot transaction, cf. systemd/systemd#23615).
+/// no start job queued while the system has finished starting (its job was lost — by PID 1
+/// breaking an ordering cycle, see [`LabNode::ordering_cycles`], or by a `daemon-reload` issued
+/// during the boot transaction, cf. systemd/systemd#23615).
 pub fn wait_agent_units(node: &LabNode, timeout: Duration) -> Result<()> {
     let mut idle_polls = 0;
     wait_until(
