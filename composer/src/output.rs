@@ -17,6 +17,20 @@ use sha2::Digest;
 
 use crate::platform::{Bundle, Composition, CopiedFile, SHA256SUMS};
 
+/// A temporary directory in `parent`, so renames into and out of the destination stay on one
+/// filesystem (and so are atomic).
+fn sibling_tempdir(parent: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(parent)
+        .with_context(|| {
+            format!(
+                "failed to create a temporary directory in {}",
+                parent.display()
+            )
+        })
+}
+
 /// Writes `bundle` to `dest`, replacing a previous molten output there.
 pub fn write_bundle(bundle: &Bundle, dest: &Path) -> Result<()> {
     let name = dest
@@ -32,30 +46,14 @@ pub fn write_bundle(bundle: &Bundle, dest: &Path) -> Result<()> {
     fs::create_dir_all(&parent)
         .with_context(|| format!("failed to create {}", parent.display()))?;
 
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.new-"))
-        .tempdir_in(&parent)
-        .with_context(|| {
-            format!(
-                "failed to create a temporary directory in {}",
-                parent.display()
-            )
-        })?;
+    let staging = sibling_tempdir(&parent, &format!(".{name}.new-"))?;
     write_tree(bundle, staging.path())?;
     fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
         .with_context(|| format!("failed to set the mode of {}", staging.path().display()))?;
     sync_filesystem(staging.path())?;
 
     let old = if dest.exists() {
-        let holder = tempfile::Builder::new()
-            .prefix(&format!(".{name}.old-"))
-            .tempdir_in(&parent)
-            .with_context(|| {
-                format!(
-                    "failed to create a temporary directory in {}",
-                    parent.display()
-                )
-            })?;
+        let holder = sibling_tempdir(&parent, &format!(".{name}.old-"))?;
         let old = holder.path().join(&name);
         fs::rename(dest, &old).with_context(|| {
             format!(
