@@ -1,5 +1,12 @@
 # Sourced by scripts/compose and scripts/test: installs missing Debian packages, saying which.
-# Usage: ensure_packages PKG...
+# What each command needs is listed once, in scripts/packages/<command>.
+# Usage: ensure_packages PKG...   or   ensure_packages $(package_list compose)
+
+# The packages named in scripts/packages/$1, without comments.
+package_list() {
+    sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$(dirname "${BASH_SOURCE[0]}")/packages/$1" |
+        tr -s '[:space:]' '\n'
+}
 
 ensure_packages() {
     local missing=() pkg
