@@ -15,6 +15,12 @@ pub fn ensure_binary(binary: &str, package: &str) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("{binary} is missing: install the Debian package `{package}` (or run as root so the test installs it)");
     }
+    // Tests of one binary run in parallel: one apt-get at a time (apt's list lock is not waited for).
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _apt = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if Path::new(binary).exists() {
+        return Ok(()); // installed by the test we waited for
+    }
     eprintln!("molten-testkit: {binary} is missing; installing Debian package {package}");
     run_apt(&["update", "-qq"])?;
     run_apt(&["install", "-y", "-qq", "--no-install-recommends", package])?;

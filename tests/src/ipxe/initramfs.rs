@@ -1,5 +1,6 @@
 //! The test node's initramfs: busybox (static), Debian's Ignition engine with the libraries `ldd`
-//! names, and the virtio-net driver with its dependencies from the installed Debian kernel. Its
+//! names, and the virtio-net driver with its dependencies from Debian's kernel package (unpacked, not installed:
+//! see [`super::kernel`]). Its
 //! `/init` brings eth0 up with DHCP, runs Ignition's `fetch` stage for the `metal` platform
 //! (which reads `ignition.config.url` from the kernel command line), prints a marker line with
 //! the sha512 Ignition logged for the config it fetched, and powers off.
@@ -14,8 +15,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::cpio::Cpio;
+use super::kernel::unpacked_kernel;
 use crate::packages::ensure_binary;
-use crate::process::run;
 
 pub const BUSYBOX: &str = "/bin/busybox";
 pub const IGNITION: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
@@ -75,12 +76,13 @@ pub struct BootFiles {
     pub kernel_release: String,
 }
 
-/// Builds (or reuses from `cache_dir`) the initramfs for the installed Debian kernel.
+/// Builds (or reuses from `cache_dir`) the initramfs for Debian's current kernel, unpacked (not
+/// installed) under `cache_dir/kernel`.
 pub fn build_cached(cache_dir: &Path) -> Result<BootFiles> {
     ensure_binary(BUSYBOX, "busybox-static")?;
     ensure_binary(IGNITION, "ignition")?;
-    let (release, kernel) = installed_kernel()?;
-    let archive = archive(&release)?;
+    let kernel = unpacked_kernel(&cache_dir.join("kernel"))?;
+    let archive = archive(&kernel.modules)?;
     let key = hex(&Sha256::digest(&archive));
     std::fs::create_dir_all(cache_dir)
         .with_context(|| format!("cannot create {}", cache_dir.display()))?;
@@ -93,62 +95,14 @@ pub fn build_cached(cache_dir: &Path) -> Result<BootFiles> {
             .with_context(|| format!("cannot write {}", initramfs.display()))?;
     }
     Ok(BootFiles {
-        kernel,
+        kernel: kernel.vmlinuz,
         initramfs,
-        kernel_release: release,
+        kernel_release: kernel.release,
     })
 }
 
-/// The newest kernel that has both `/boot/vmlinuz-<release>` and `/lib/modules/<release>`
-/// (installing `linux-image-amd64` when there is none and we are root).
-pub fn installed_kernel() -> Result<(String, PathBuf)> {
-    if let Some(found) = find_kernel()? {
-        return Ok(found);
-    }
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("no Debian kernel in /boot: install the Debian package `linux-image-amd64`");
-    }
-    eprintln!("molten-testkit: no kernel in /boot; installing Debian package linux-image-amd64");
-    for args in [
-        &["update", "-qq"][..],
-        &[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "linux-image-amd64",
-        ][..],
-    ] {
-        run(Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=300"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
-    find_kernel()?
-        .ok_or_else(|| anyhow!("installed linux-image-amd64 but found no kernel in /boot"))
-}
-
-fn find_kernel() -> Result<Option<(String, PathBuf)>> {
-    let Ok(entries) = std::fs::read_dir("/lib/modules") else {
-        return Ok(None);
-    };
-    let mut releases: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|release| {
-            Path::new(&format!("/boot/vmlinuz-{release}")).exists()
-                && Path::new(&format!("/lib/modules/{release}/modules.dep")).exists()
-        })
-        .collect();
-    releases.sort();
-    Ok(releases.pop().map(|release| {
-        let kernel = PathBuf::from(format!("/boot/vmlinuz-{release}"));
-        (release, kernel)
-    }))
-}
-
 /// The uncompressed archive: deterministic, so its hash is the cache key.
-fn archive(release: &str) -> Result<Vec<u8>> {
+fn archive(modules_dir: &Path) -> Result<Vec<u8>> {
     let mut files: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
     for binary in [BUSYBOX, IGNITION] {
         let name = Path::new(binary).file_name().unwrap().to_string_lossy();
@@ -158,13 +112,13 @@ fn archive(release: &str) -> Result<Vec<u8>> {
             files.insert(rel, (0o755, read(&lib)?));
         }
     }
-    let modules = module_closure(release, &MODULES)?;
+    let modules = module_closure(modules_dir, &MODULES)?;
     let mut load_order = String::new();
     for module in &modules {
         let name = module_file_name(module);
         files.insert(
             format!("lib/modules/{name}"),
-            (0o644, read_module(release, module)?),
+            (0o644, read_module(modules_dir, module)?),
         );
         load_order.push_str(&format!("{name}\n"));
     }
@@ -235,17 +189,17 @@ fn parse_ldd(text: &str) -> Vec<String> {
 }
 
 /// `modules.dep` paths of `wanted` and everything they depend on, dependencies first.
-fn module_closure(release: &str, wanted: &[&str]) -> Result<Vec<String>> {
-    let dep_file = format!("/lib/modules/{release}/modules.dep");
-    let text =
-        std::fs::read_to_string(&dep_file).with_context(|| format!("cannot read {dep_file}"))?;
+fn module_closure(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<String>> {
+    let dep_file = modules_dir.join("modules.dep");
+    let text = std::fs::read_to_string(&dep_file)
+        .with_context(|| format!("cannot read {}", dep_file.display()))?;
     let deps = parse_modules_dep(&text);
     let mut order = Vec::new();
     for name in wanted {
         let path = deps
             .keys()
             .find(|path| module_name(path) == *name)
-            .ok_or_else(|| anyhow!("kernel {release} has no module {name} in {dep_file}"))?;
+            .ok_or_else(|| anyhow!("no module {name} in {}", dep_file.display()))?;
         visit(path, &deps, &mut order)?;
     }
     Ok(order)
@@ -287,8 +241,8 @@ fn module_file_name(path: &str) -> String {
 
 /// A module file, decompressed when the kernel package ships it compressed (busybox's insmod
 /// takes plain `.ko` only).
-fn read_module(release: &str, rel: &str) -> Result<Vec<u8>> {
-    let path = format!("/lib/modules/{release}/{rel}");
+fn read_module(modules_dir: &Path, rel: &str) -> Result<Vec<u8>> {
+    let path = modules_dir.join(rel).to_string_lossy().into_owned();
     let tool = match Path::new(rel).extension().and_then(|e| e.to_str()) {
         Some("ko") => return read(&path),
         Some("xz") => "xz",

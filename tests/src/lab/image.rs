@@ -220,12 +220,12 @@ fn apply_recipe(root: &Path) -> Result<()> {
 }
 
 /// An exclusive `flock` held until dropped.
-struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<Self> {
+    pub(crate) fn acquire(path: &Path) -> Result<Self> {
         let file =
             File::create(path).with_context(|| format!("failed to open {}", path.display()))?;
         // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
