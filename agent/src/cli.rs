@@ -17,10 +17,18 @@ Examples:
   mc bosh write --dir /var/lib/bosh   cloud-config.yml and cpi-config.yml
   mc etcd-join                        add this member before etcd starts (packet)";
 
+/// `mc --version`: the crate version and the git commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MOLTEN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mc",
-    version,
+    version = VERSION,
     about = "molten node agent: converges this node at every boot and reports honestly",
     after_help = EXAMPLES
 )]
@@ -157,6 +165,24 @@ mod tests {
         for line in help.lines() {
             assert!(line.chars().count() <= 80, "too wide: {line:?}");
         }
+    }
+
+    #[test]
+    fn the_version_names_the_commit() {
+        let shown = Cli::command().render_version();
+        let commit = env!("MOLTEN_GIT_COMMIT");
+        assert_eq!(
+            shown.trim(),
+            format!("mc {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+        );
+        let is_hash = commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit());
+        assert!(is_hash || commit == "unknown", "{commit}");
+    }
+
+    /// docs/man is generated from this command line; `MOLTEN_BLESS=1` rewrites it.
+    #[test]
+    fn the_man_pages_in_docs_are_current() {
+        molten_testkit::man_pages::check_current(Cli::command(), env!("CARGO_PKG_VERSION"));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use crate::cli::{BoshArgs, BoshCommand, Cli, Command, NodeArgs};
 use crate::converge::{self, Options};
 use crate::etcd::{self, Retry};
 use crate::etcd_join::{self, JoinOptions};
-use crate::records::MC_VERSION;
 use crate::status::{self, StatusOptions};
 use crate::systemd::Systemctl;
 
@@ -87,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
-            println!("mc {MC_VERSION}");
+            println!("mc {}", crate::cli::VERSION);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -45,6 +45,13 @@ macro_rules! serve_examples {
     };
 }
 
+macro_rules! completions_examples {
+    () => {
+        "  molten completions bash > /etc/bash_completion.d/molten
+  molten completions zsh > \"${fpath[1]}/_molten\""
+    };
+}
+
 macro_rules! help_page {
     ($($examples:expr),+) => {
         concat!(
@@ -59,17 +66,27 @@ const EXAMPLES: &str = help_page!(
     compose_examples!(),
     validate_examples!(),
     schema_examples!(),
-    serve_examples!()
+    serve_examples!(),
+    completions_examples!()
 );
 const COMPOSE_EXAMPLES: &str = help_page!(compose_examples!());
 const VALIDATE_EXAMPLES: &str = help_page!(validate_examples!());
 const SCHEMA_EXAMPLES: &str = help_page!(schema_examples!());
 const SERVE_EXAMPLES: &str = help_page!(serve_examples!());
+const COMPLETIONS_EXAMPLES: &str = help_page!(completions_examples!());
+
+/// `molten --version`: the crate version and the git commit it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MOLTEN_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "molten",
-    version,
+    version = VERSION,
     about = "Compose a cluster profile into per-node Ignition and platform files",
     after_help = EXAMPLES,
     max_term_width = 80
@@ -93,6 +110,9 @@ pub enum Command {
     /// Serve an ipxe or vagrant bundle over HTTP (only files in its SHA256SUMS)
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Print a shell completion script for molten
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +162,13 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 }
 
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 /// Why a command failed; decides the exit status. The message was already printed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -169,6 +196,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let schema =
                 serde_json::to_string_pretty(&profile::json_schema()).expect("a schema serializes");
             println!("{schema}");
+            Ok(())
+        }
+        Command::Completions(args) => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cli, "molten", &mut std::io::stdout());
             Ok(())
         }
         Command::Serve(args) => {
@@ -389,6 +421,46 @@ mod tests {
         }
         let top_examples = examples_in(&top);
         assert_eq!(top_examples, all_examples, "molten --help lists them all");
+    }
+
+    #[test]
+    fn the_version_names_the_commit_built_from() {
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8(out.stdout).unwrap().trim().to_string());
+        let commit = head.as_deref().unwrap_or("unknown");
+        let expected = format!("{} (commit {commit})", env!("CARGO_PKG_VERSION"));
+        assert_eq!(VERSION, expected);
+        let shown = Cli::command().render_version();
+        assert_eq!(shown.trim(), format!("molten {expected}"));
+    }
+
+    #[test]
+    fn completions_cover_every_subcommand() {
+        let mut cli = Cli::command();
+        let mut script = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut cli, "molten", &mut script);
+        let script = String::from_utf8(script).unwrap();
+        assert!(script.contains("complete -F _molten"), "{script}");
+        for sub in ["compose", "validate", "schema", "serve", "completions"] {
+            assert!(
+                script.contains(&format!("molten__subcmd__{sub}")),
+                "{sub}: {script}"
+            );
+        }
+        let parsed = Cli::try_parse_from(["molten", "completions", "zsh"]).unwrap();
+        assert!(matches!(parsed.command, Command::Completions(_)));
+        assert!(Cli::try_parse_from(["molten", "completions", "tcsh"]).is_err());
+    }
+
+    /// docs/man is generated from this command line; `MOLTEN_BLESS=1` rewrites it.
+    #[test]
+    fn the_man_pages_in_docs_are_current() {
+        molten_testkit::man_pages::check_current(Cli::command(), env!("CARGO_PKG_VERSION"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | [`docker`] | Debian's dockerd, isolated (own data/exec root, socket, `--bridge=none --iptables=false`) | `Dockerd::start()`, `Dockerd::builder().arg(..).start()`, `.host()`, `.cli(args)`, `.import_busybox_image(name)`, `.stop()` |
 //! | [`ignition`] | the real Ignition validator and engine | `validate(path)`, `apply_files(config, root)`, `apply_files_online(config, root)`, `prepare_root(root)` |
 //! | [`lab`] | the local lab: Debian node image, systemd-as-PID-1 nodes in network namespaces, the composed cluster (docs/lab.md) | `lab::cluster::Lab::provision(..)`, `.boot_all()`, `lab::checks`, `lab::probes` |
+//! | [`man_pages`] | the generated man pages in docs/man, and the check that they are current | `check_current(command, version)` |
 //! | [`process`] | helpers | `free_port()`, `wait_until(what, timeout, poll, f)`, `ChildGuard` (kill by PID on drop), `run(cmd)` |
 //!
 //! Missing Debian packages are installed with apt-get when running as root (said on stderr);
@@ -20,6 +21,7 @@ pub mod http;
 pub mod ignition;
 pub mod ipxe;
 pub mod lab;
+pub mod man_pages;
 pub mod mounts;
 pub mod packages;
 pub mod process;
