@@ -117,6 +117,7 @@ pub fn node_config(
         flannel: cluster.flannel.settings.clone(),
         docker: cluster.docker.clone(),
         bosh: cluster.bosh.clone(),
+        trust: None,
     })
 }
 

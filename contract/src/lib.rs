@@ -11,6 +11,7 @@
 mod flannel;
 pub mod keys;
 mod layout;
+pub mod trust;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -22,6 +23,7 @@ pub use flannel::{
     gateway, FlannelSettings, SubnetError, DEFAULT_PREFIX as FLANNEL_DEFAULT_PREFIX,
 };
 pub use layout::OsLayout;
+pub use trust::TrustSettings;
 
 /// Where the node config lives on a node (relative to the node's root).
 pub const NODE_CONFIG_PATH: &str = "/etc/molten/node.json";
@@ -44,6 +46,10 @@ pub struct NodeConfig {
     pub flannel: FlannelSettings,
     pub docker: DockerSettings,
     pub bosh: BoshSettings,
+    /// The cluster authority and the node's TLS identity ([`trust`]). Absent only in configs
+    /// composed without an authority; the compose wiring makes it required (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -208,6 +214,7 @@ mod tests {
                 enabled: true,
                 network_name: "bosh".into(),
             },
+            trust: None,
         }
     }
 
@@ -217,6 +224,30 @@ mod tests {
         let text = config.to_json();
         assert_eq!(NodeConfig::from_json("t", &text).unwrap(), config);
         assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn trust_section_round_trips() {
+        let mut config = sample();
+        let ip = |text: &str| trust::SubjectAltName::Ip(text.parse().unwrap());
+        config.trust = Some(TrustSettings {
+            authority_url: "https://10.0.0.1:8443".into(),
+            authority_ca: "CA PEM".into(),
+            etcd_ca: "ETCD PEM".into(),
+            docker_ca: "DOCKER PEM".into(),
+            identity: trust::NodeTlsIdentity {
+                etcd_peer_sans: vec![ip("10.0.0.10")],
+                etcd_server_sans: vec![ip("10.0.0.10"), ip("127.0.0.1")],
+                etcd_client_cn: "node-0".into(),
+                docker_server_sans: vec![ip("10.0.0.10")],
+            },
+            roster: vec!["node-0".into(), "node-1".into()],
+            state_dir: trust::DEFAULT_STATE_DIR.into(),
+        });
+        let text = config.to_json();
+        assert!(text.contains("\"etcd_client_cn\": \"node-0\""), "{text}");
+        assert_eq!(NodeConfig::from_json("t", &text).unwrap(), config);
+        assert!(!sample().to_json().contains("trust"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn node_config(name: &str, zone: u32, ip: Ipv4Addr) -> NodeConfig {
             enabled: true,
             network_name: "bosh".into(),
         },
+        trust: None,
     }
 }
 
