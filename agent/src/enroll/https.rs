@@ -85,7 +85,7 @@ impl Authority {
         match tokio::time::timeout(TIMEOUT, exchange).await {
             Ok(result) => result
                 .map_err(|e| anyhow!("{e:#}"))
-                .with_context(|| format!("{url}")),
+                .with_context(|| url.clone()),
             Err(_) => Err(anyhow!("{url}: no answer within {}s", TIMEOUT.as_secs())),
         }
     }
