@@ -33,7 +33,10 @@ pub struct EtcdServer {
     // Field order matters: the process stops before its data dir is removed.
     child: ChildGuard,
     name: String,
+    tls: Option<ServerTls>,
     client_port: u16,
+    /// Plain-HTTP `/health` (and metrics): with client-cert-auth the client port needs a cert.
+    metrics_port: u16,
     peer_port: u16,
     log: PathBuf,
     dir: TempDir,
@@ -47,11 +50,22 @@ impl EtcdServer {
 
     /// Starts a member named `name` (its name appears in `member list`).
     pub fn start_named(name: &str) -> Result<Self> {
+        Self::start_inner(name, None)
+    }
+
+    /// Starts a member whose client and peer URLs are https with mutual TLS
+    /// (`--client-cert-auth`, `--peer-client-cert-auth`): a client without a certificate from
+    /// `tls.ca` gets nothing. Authentication is off until someone runs `auth enable`.
+    pub fn start_tls(name: &str, tls: ServerTls) -> Result<Self> {
+        Self::start_inner(name, Some(tls))
+    }
+
+    fn start_inner(name: &str, tls: Option<ServerTls>) -> Result<Self> {
         ensure_binary(ETCD, "etcd-server")?;
         // Ports are picked free but may be taken before etcd binds them: retry with new ones.
         let mut last = None;
         for _ in 0..3 {
-            match Self::try_start(name) {
+            match Self::try_start(name, tls.clone()) {
                 Ok(server) => return Ok(server),
                 Err(err) => last = Some(err),
             }
@@ -59,18 +73,36 @@ impl EtcdServer {
         Err(last.expect("at least one attempt"))
     }
 
-    fn try_start(name: &str) -> Result<Self> {
+    fn try_start(name: &str, tls: Option<ServerTls>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("molten-etcd-")
             .tempdir()
             .context("failed to create etcd temp dir")?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
+        let metrics_port = free_port()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{client_port}");
+        let peer = format!("{scheme}://127.0.0.1:{peer_port}");
         let log = dir.path().join("etcd.log");
         let out = File::create(&log).context("failed to create etcd log")?;
-        let child = Command::new(ETCD)
+        let mut command = Command::new(ETCD);
+        if let Some(tls) = &tls {
+            let path = |p: &Path| p.display().to_string();
+            command
+                .arg("--client-cert-auth")
+                .arg(format!("--trusted-ca-file={}", path(&tls.ca)))
+                .arg(format!("--cert-file={}", path(&tls.cert)))
+                .arg(format!("--key-file={}", path(&tls.key)))
+                .arg("--peer-client-cert-auth")
+                .arg(format!("--peer-trusted-ca-file={}", path(&tls.ca)))
+                .arg(format!("--peer-cert-file={}", path(&tls.cert)))
+                .arg(format!("--peer-key-file={}", path(&tls.key)));
+        }
+        let child = command
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{metrics_port}"
+            ))
             .arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={client}"))
@@ -88,7 +120,9 @@ impl EtcdServer {
         let mut server = Self {
             child: ChildGuard::new(format!("etcd {name}"), child),
             name: name.to_string(),
+            tls,
             client_port,
+            metrics_port,
             peer_port,
             log,
             dir,
@@ -103,7 +137,7 @@ impl EtcdServer {
     }
 
     fn wait_healthy(&mut self) -> Result<()> {
-        let addr = format!("127.0.0.1:{}", self.client_port);
+        let addr = format!("127.0.0.1:{}", self.metrics_port);
         let child = &mut self.child;
         wait_until(
             "etcd /health",
@@ -119,14 +153,22 @@ impl EtcdServer {
         )
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
-    /// The peer URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` with TLS).
+    pub fn endpoint(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.client_port)
+    }
+
+    /// The peer URL, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.peer_port)
     }
 
     pub fn name(&self) -> &str {
@@ -149,8 +191,19 @@ impl EtcdServer {
     }
 
     /// Runs `etcdctl --endpoints=<this server> ARGS`, returning stdout; fails with its stderr.
+    /// With TLS it presents the server's own certificate (whose CN is the etcd user once
+    /// authentication is on); [`EtcdServer::etcdctl_as`] presents another.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
-        etcdctl(&self.endpoint(), args)
+        match &self.tls {
+            None => etcdctl(&self.endpoint(), args),
+            Some(tls) => etcdctl_tls(&self.endpoint(), &tls.ca, &tls.cert, &tls.key, args),
+        }
+    }
+
+    /// `etcdctl` with the client certificate `cert`/`key` (the server's CA is trusted).
+    pub fn etcdctl_as(&self, cert: &Path, key: &Path, args: &[&str]) -> Result<String> {
+        let tls = self.tls.as_ref().context("etcdctl_as needs a TLS server")?;
+        etcdctl_tls(&self.endpoint(), &tls.ca, cert, key, args)
     }
 
     /// Stops etcd now (SIGTERM, then SIGKILL after a grace period). Dropping does the same.
@@ -160,11 +213,41 @@ impl EtcdServer {
     }
 }
 
+/// The server side of etcd's mutual TLS (PEM files): the CA that clients and peers must be
+/// signed by, and the member's own certificate (used for client and peer URLs).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Runs `etcdctl --endpoints=ENDPOINTS ARGS` (v3 API), returning stdout.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> Result<String> {
+    run_etcdctl(endpoints, &[], args)
+}
+
+/// `etcdctl` over TLS with a client certificate.
+pub fn etcdctl_tls(
+    endpoints: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    args: &[&str],
+) -> Result<String> {
+    let tls = [
+        format!("--cacert={}", ca.display()),
+        format!("--cert={}", cert.display()),
+        format!("--key={}", key.display()),
+    ];
+    run_etcdctl(endpoints, &tls, args)
+}
+
+fn run_etcdctl(endpoints: &str, tls: &[String], args: &[&str]) -> Result<String> {
     ensure_binary(ETCDCTL, "etcd-client")?;
     let output = Command::new(ETCDCTL)
         .env("ETCDCTL_API", "3")
+        .args(tls)
         .arg(format!("--endpoints={endpoints}"))
         .arg("--command-timeout=10s")
         .args(args)

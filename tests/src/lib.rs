@@ -4,11 +4,12 @@
 //!
 //! | module | what | entry points |
 //! |---|---|---|
-//! | [`etcd`] | Debian's etcd (v3 API), one member | `EtcdServer::start()`, `start_named(name)`, `.endpoint()`, `.pid()`, `.etcdctl(args)`, `.stop()` |
+//! | [`etcd`] | Debian's etcd (v3 API), one member | `EtcdServer::start()`, `start_named(name)`, `start_tls(name, tls)` (mTLS, `--client-cert-auth`), `.endpoint()`, `.pid()`, `.etcdctl(args)`, `.stop()` |
 //! | [`docker`] | Debian's dockerd, isolated (own data/exec root, socket, `--bridge=none --iptables=false`) | `Dockerd::start()`, `Dockerd::builder().arg(..).start()`, `.host()`, `.cli(args)`, `.import_busybox_image(name)`, `.stop()` |
 //! | [`ignition`] | the real Ignition validator and engine | `validate(path)`, `apply_files(config, root)`, `apply_files_online(config, root)`, `prepare_root(root)` |
 //! | [`lab`] | the local lab: Debian node image, systemd-as-PID-1 nodes in network namespaces, the composed cluster (docs/lab.md) | `lab::cluster::Lab::provision(..)`, `.boot_all()`, `lab::checks`, `lab::probes` |
 //! | [`man_pages`] | the generated man pages in docs/man, and the check that they are current | `check_current(command, version)` |
+//! | [`pki`] | throwaway CAs and certificates (files, keys 0600) for etcd/dockerd over mTLS | `pki::TestCa::new(name, dir)`, `.issue(cn, sans)` |
 //! | [`process`] | helpers | `free_port()`, `wait_until(what, timeout, poll, f)`, `ChildGuard` (kill by PID on drop), `run(cmd)` |
 //!
 //! Missing Debian packages are installed with apt-get when running as root (said on stderr);
@@ -24,6 +25,7 @@ pub mod lab;
 pub mod man_pages;
 pub mod mounts;
 pub mod packages;
+pub mod pki;
 pub mod process;
 
 pub use process::{free_port, wait_until, ChildGuard};

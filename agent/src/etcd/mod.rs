@@ -1,7 +1,9 @@
 //! etcd v3 access: a session with bounded retries and failover across endpoints, and the few
 //! operations the agent needs.
 
+pub mod rbac;
 mod session;
+mod tls;
 mod transient;
 
 use std::time::Duration;
@@ -10,6 +12,7 @@ use anyhow::{Context, Result};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
 pub use session::Etcd;
+pub use tls::EtcdTls;
 pub use transient::is_transient;
 
 /// How long and how often to try reaching etcd before giving up.
@@ -48,7 +51,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// that make a few calls and need no session. The error names every endpoint and the last
 /// failure.
 pub async fn connect(endpoints: &[String], retry: Retry) -> Result<Client> {
-    Ok(Etcd::connect(endpoints, retry).await?.client())
+    connect_tls(endpoints, retry, None).await
+}
+
+/// [`connect`] with mutual TLS (required for `https://` endpoints).
+pub async fn connect_tls(
+    endpoints: &[String],
+    retry: Retry,
+    tls: Option<EtcdTls>,
+) -> Result<Client> {
+    Ok(Etcd::connect_tls(endpoints, retry, tls).await?.client())
 }
 
 /// A key's value and the lease it is attached to (0 = none).

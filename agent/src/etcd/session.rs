@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use etcd_client::{Client, ConnectOptions};
 
+use super::tls::EtcdTls;
 use super::transient::{is_transient, NoAnswer};
 use super::{Retry, REQUEST_TIMEOUT};
 
@@ -26,18 +27,35 @@ pub struct Etcd {
     /// Index of the endpoint the client talks to (or tries next).
     current: usize,
     client: Option<Client>,
+    /// Mutual TLS for `https://` endpoints.
+    tls: Option<EtcdTls>,
 }
 
 impl Etcd {
     /// Connects to the first endpoint that answers, retrying within `retry.budget`.
     pub async fn connect(endpoints: &[String], retry: Retry) -> Result<Self> {
+        Self::connect_tls(endpoints, retry, None).await
+    }
+
+    /// Like [`Etcd::connect`], with mutual TLS (required for `https://` endpoints).
+    pub async fn connect_tls(
+        endpoints: &[String],
+        retry: Retry,
+        tls: Option<EtcdTls>,
+    ) -> Result<Self> {
         anyhow::ensure!(!endpoints.is_empty(), "no etcd endpoints configured");
+        if tls.is_none() {
+            if let Some(https) = endpoints.iter().find(|e| e.starts_with("https://")) {
+                anyhow::bail!("etcd endpoint {https} needs a client certificate (run mc enroll)");
+            }
+        }
         let mut etcd = Self {
             endpoints: endpoints.to_vec(),
             retry,
             lost: Duration::ZERO,
             current: 0,
             client: None,
+            tls,
         };
         etcd.run("connect", |_| async { Ok(()) }).await?;
         Ok(etcd)
@@ -104,7 +122,7 @@ impl Etcd {
         let remaining = self.retry.budget.saturating_sub(self.lost);
         let limit = remaining.clamp(Duration::from_millis(100), REQUEST_TIMEOUT);
         let endpoint = self.endpoint().to_string();
-        let client = connect_one(&endpoint, limit)
+        let client = connect_one(&endpoint, limit, self.tls.as_ref())
             .await
             .with_context(|| format!("connecting to etcd at {endpoint}"))?;
         self.client = Some(client.clone());
@@ -113,10 +131,13 @@ impl Etcd {
 }
 
 /// Connects to one endpoint and checks that the member answers (the client connects lazily).
-async fn connect_one(endpoint: &str, limit: Duration) -> Result<Client> {
-    let options = ConnectOptions::new()
+async fn connect_one(endpoint: &str, limit: Duration, tls: Option<&EtcdTls>) -> Result<Client> {
+    let mut options = ConnectOptions::new()
         .with_connect_timeout(limit)
         .with_timeout(REQUEST_TIMEOUT);
+    if let (Some(tls), true) = (tls, endpoint.starts_with("https://")) {
+        options = options.with_tls(tls.options());
+    }
     let attempt = async {
         let mut client = Client::connect([endpoint], Some(options)).await?;
         client.status().await?;
