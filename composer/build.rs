@@ -1,7 +1,7 @@
 //! Stamps the git commit the binary is built from into `MOLTEN_GIT_COMMIT` (for `--version`):
 //! `MOLTEN_GIT_COMMIT` from the environment when set (packagers), else `git rev-parse`, else
 //! "unknown" (no git, or not a checkout). Shared by `molten` and `mc` (agent/Cargo.toml names
-//! this file). It reruns only when HEAD or the branch it points to moves, so a commit rebuilds
+//! this file). `MOLTEN_BUILD_EPOCH` is the commit's time (mc's clock check). It reruns only when HEAD or the branch it points to moves, so a commit rebuilds
 //! these two crates and nothing else, and editing a file rebuilds nothing extra.
 
 use std::path::PathBuf;
@@ -17,6 +17,15 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rustc-env=MOLTEN_GIT_COMMIT={commit}");
+    // A lower bound of the build time, reproducible: `mc` refuses certificates while the clock
+    // is earlier (it cannot be right then). SOURCE_DATE_EPOCH, else the commit's time, else 0.
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|s| s.trim().parse::<u64>().is_ok())
+        .or_else(|| git(&["log", "-1", "--format=%ct", "HEAD"]))
+        .unwrap_or_else(|| "0".into());
+    println!("cargo:rustc-env=MOLTEN_BUILD_EPOCH={}", epoch.trim());
 }
 
 /// HEAD, and the file that holds the commit of the branch it names: the loose ref when there

@@ -23,9 +23,10 @@ pub const IDENTITY_DIR: &str = "identity";
 /// Owner only: the directory holds private keys.
 pub const MODE_DIR: u32 = 0o700;
 
-/// The seconds since the epoch at which this `mc` was built (`build.rs`). A clock before it is
-/// certainly wrong: the node neither asks for nor trusts certificates then.
-pub const BUILD_EPOCH: &str = env!("MC_BUILD_EPOCH");
+/// A lower bound of this `mc`'s build time, seconds since the epoch: its commit's time (the
+/// build script). A clock before it is certainly wrong: the node neither asks for nor trusts
+/// certificates then.
+pub const BUILD_EPOCH: &str = env!("MOLTEN_BUILD_EPOCH");
 
 /// Which certificate. The names are the protocol's request kinds and the file names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
