@@ -48,6 +48,12 @@ pub enum Command {
     Bosh(BoshCommand),
     /// Add this node to an existing etcd cluster and write etcd's environment.
     EtcdJoin(EtcdJoinArgs),
+    /// Enroll with the cluster authority: keys made here, only requests sent. Does nothing
+    /// when a valid identity is on disk (the token is single-use).
+    Enroll(EnrollArgs),
+    /// Renew this node's certificates when a third of their validity is left; restart the
+    /// daemons whose files changed (mc-renew.timer, daily).
+    Renew(RenewArgs),
     /// Print mc's version.
     Version,
 }
@@ -67,6 +73,44 @@ pub struct NodeArgs {
     /// Give up reaching etcd after this many seconds (retries with backoff).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub etcd_timeout: u64,
+    /// etcd client certificate (PEM) [default: the node's enrolled etcd-client identity].
+    #[arg(long, value_name = "PATH", requires_all = ["etcd_key", "etcd_ca"])]
+    pub etcd_cert: Option<PathBuf>,
+    /// The key of --etcd-cert.
+    #[arg(long, value_name = "PATH", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
+    /// The etcd CA (PEM) that signed the members' certificates.
+    #[arg(long, value_name = "PATH", requires = "etcd_cert")]
+    pub etcd_ca: Option<PathBuf>,
+}
+
+/// This node's config and files.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// Every file mc reads or writes is under this directory.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The node config [default: <root>/etc/molten/node.json].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// The enrollment token [default: <root>/etc/molten/enroll-token].
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[command(flatten)]
+    pub local: LocalArgs,
+    /// Renew now, whatever the validity left.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +172,16 @@ pub struct BoshArgs {
     /// Compilation workers.
     #[arg(long, default_value_t = 4)]
     pub workers: i64,
+    /// The Docker client certificate the CPIs present (from `molten authority issue-client`);
+    /// with an authority, node keys are never in etcd.
+    #[arg(long, value_name = "PATH", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The key of --client-cert.
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// The Docker CA (PEM) [default: the node config's trust.docker_ca].
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub docker_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

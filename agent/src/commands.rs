@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use etcd_client::Client;
 
 use crate::bosh::{self, CloudOptions};
-use crate::cli::{BoshArgs, BoshCommand, Cli, Command, NodeArgs};
+use crate::cli::{BoshArgs, BoshCommand, Cli, Command, LocalArgs, NodeArgs};
 use crate::converge::{self, Options};
 use crate::etcd::{self, Retry};
 use crate::etcd_join::{self, JoinOptions};
@@ -42,6 +42,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit(report.ok()))
         }
         Command::Status(args) => {
+            // This node's own enrollment/renewal failure: without an identity it cannot even
+            // read etcd, so this comes first.
+            if let Some(trust) = node_trust(&args.node).ok().flatten() {
+                if let Some(failure) =
+                    crate::enroll::last_failure(&args.node.root, &trust.state_dir)
+                {
+                    eprintln!("this node {failure}");
+                }
+            }
             let mut client = connect(&args.node).await?;
             let options = StatusOptions {
                 stale_after: Duration::from_secs(args.stale_after * 24 * 3600),
@@ -85,6 +94,42 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Enroll(args) => {
+            let (config, settings) = trust_settings(&args.local)?;
+            let root = &args.local.root;
+            crate::converge::trust::install_roots(root, &config, &settings)?;
+            let token = args
+                .token_file
+                .unwrap_or_else(|| crate::fs::under_root(root, crate::enroll::TOKEN_PATH));
+            let (verb, infos) = match crate::enroll::enroll(root, &settings, &token).await? {
+                crate::enroll::Enrolled::Already(infos) => ("already enrolled", infos),
+                crate::enroll::Enrolled::New(infos) => ("enrolled", infos),
+            };
+            println!("{verb}: {}", expiry_summary(&infos));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Renew(args) => {
+            let (config, settings) = trust_settings(&args.local)?;
+            let root = &args.local.root;
+            let renewed = crate::enroll::renew(root, &settings, args.force).await?;
+            let written = crate::converge::trust::install_roots(root, &config, &settings)?;
+            let units = crate::converge::trust::units_to_restart(&config, &renewed.kinds, &written);
+            let restarted = crate::systemd::restart_if_active(root, &Systemctl::local(), &units)?;
+            if renewed.kinds.is_empty() {
+                println!("not due: {}", expiry_summary(&renewed.infos));
+            } else {
+                println!(
+                    "renewed: {}{}",
+                    expiry_summary(&renewed.infos),
+                    if restarted.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; restarted {}", restarted.join(", "))
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("mc {}", crate::cli::VERSION);
             Ok(ExitCode::SUCCESS)
@@ -98,7 +143,35 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
         BoshCommand::Write { args, .. } => args,
     };
     let mut client = connect(&args.node).await?;
-    let inputs = bosh::load(&mut client).await?;
+    let inputs = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let pair = crate::pki::Pair {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            };
+            let docker_ca = match &args.docker_ca {
+                Some(path) => read(path)?,
+                None => {
+                    node_trust(&args.node)?
+                        .context("no --docker-ca and no trust section in the node config")?
+                        .docker_ca
+                }
+            };
+            bosh::load_with_client(&mut client, &docker_ca, pair).await?
+        }
+        _ => {
+            if node_trust(&args.node).ok().flatten().is_some() {
+                anyhow::bail!(
+                    "this cluster keeps no keys in etcd: pass --client-cert and --client-key \
+                     (a Docker client certificate from `molten authority issue-client`)"
+                );
+            }
+            bosh::load(&mut client).await?
+        }
+    };
     let options = cloud_options(args);
     match &command {
         BoshCommand::CloudConfig(_) => print!("{}", bosh::cloud_config(&inputs, &options)),
@@ -127,21 +200,84 @@ fn retry(node: &NodeArgs) -> Retry {
     Retry::with_budget(Duration::from_secs(node.etcd_timeout))
 }
 
-/// etcd from `--etcd`, else from the node config.
+/// The node config's trust section, when there is a node config.
+fn node_trust(node: &NodeArgs) -> Result<Option<molten_contract::TrustSettings>> {
+    let path = config_path(&node.root, &node.config);
+    if node.config.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    Ok(converge::load_config(&path)?.trust)
+}
+
+fn config_path(root: &std::path::Path, config: &Option<std::path::PathBuf>) -> std::path::PathBuf {
+    config
+        .clone()
+        .unwrap_or_else(|| crate::fs::under_root(root, molten_contract::NODE_CONFIG_PATH))
+}
+
+/// The node config and its trust settings (enroll and renew need both).
+fn trust_settings(
+    local: &LocalArgs,
+) -> Result<(molten_contract::NodeConfig, crate::enroll::Settings)> {
+    let path = config_path(&local.root, &local.config);
+    let config = converge::load_config(&path)?;
+    let mut settings = crate::enroll::Settings::from_config(&config).with_context(|| {
+        format!(
+            "{} has no trust section: this node was composed without an authority",
+            path.display()
+        )
+    })?;
+    settings.private_ip = crate::address::private_ip(&local.root, &config).ok();
+    Ok((config, settings))
+}
+
+/// "N certificates, the first expiring at T".
+fn expiry_summary(infos: &[crate::identity::CertInfo]) -> String {
+    match infos.iter().map(|i| i.not_after).min() {
+        Some(first) => format!(
+            "{} certificates, valid until {}",
+            infos.len(),
+            crate::timestamp::rfc3339(first)
+        ),
+        None => "no certificates".to_string(),
+    }
+}
+
+/// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else
+/// with the node's enrolled etcd-client identity when the node config has a trust section.
 async fn connect(node: &NodeArgs) -> Result<Client> {
-    let endpoints = match &node.etcd {
-        Some(e) => e.clone(),
-        None => {
-            let path = node.config.clone().unwrap_or_else(|| {
-                crate::fs::under_root(&node.root, molten_contract::NODE_CONFIG_PATH)
-            });
+    let path = config_path(&node.root, &node.config);
+    // With --etcd, the node config is read only for the node's identity, when there is one.
+    let needs_config = node.etcd.is_none()
+        || (node.etcd_cert.is_none() && (node.config.is_some() || path.exists()));
+    let config = if needs_config {
+        Some(
             converge::load_config(&path)
-                .context("no --etcd given, so the endpoints come from the node config")?
-                .etcd
-                .endpoints
-        }
+                .context("the etcd endpoints and identity come from the node config")?,
+        )
+    } else {
+        None
     };
-    etcd::connect(&endpoints, retry(node)).await
+    let endpoints = match (&node.etcd, &config) {
+        (Some(e), _) => e.clone(),
+        (None, Some(config)) => config.etcd.endpoints.clone(),
+        (None, None) => anyhow::bail!("no --etcd and no node config"),
+    };
+    let tls = match (&node.etcd_cert, &node.etcd_key, &node.etcd_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(etcd::EtcdTls::from_files(ca, cert, key)?),
+        _ => match config
+            .as_ref()
+            .and_then(crate::enroll::Settings::from_config)
+        {
+            Some(settings) => Some(crate::converge::trust::etcd_tls(
+                &node.root,
+                &settings,
+                crate::identity::Kind::EtcdClient,
+            )?),
+            None => None,
+        },
+    };
+    etcd::connect_tls(&endpoints, retry(node), tls).await
 }
 
 fn exit(ok: bool) -> ExitCode {

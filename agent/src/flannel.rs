@@ -19,6 +19,12 @@ pub async fn ensure_network_config(
 ) -> Result<Done> {
     let key = settings.config_key();
     let wanted = settings.network_config_json();
+    // Read first: with etcd access control a node may read the config but not write it, and
+    // etcd checks a transaction's writes even when its comparison sends it to the read branch.
+    if let Some(existing) = etcd::get(client, &key).await? {
+        check_network_config(&existing.value, settings).with_context(|| key.clone())?;
+        return Ok(Done::unchanged(format!("{key} matches")));
+    }
     match etcd::create_if_absent(client, &[(&key, &wanted)]).await? {
         Created::Ours => Ok(Done::changed(format!("created {key}"))),
         Created::Theirs(values) => {

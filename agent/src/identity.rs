@@ -18,8 +18,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::fs::{write_atomic, MODE_PUBLIC, MODE_SECRET};
 
-/// The identity directory's name inside the state dir.
-pub const IDENTITY_DIR: &str = "identity";
+pub use molten_contract::trust::IDENTITY_SUBDIR as IDENTITY_DIR;
 /// Owner only: the directory holds private keys.
 pub const MODE_DIR: u32 = 0o700;
 
@@ -28,65 +27,15 @@ pub const MODE_DIR: u32 = 0o700;
 /// certificates then.
 pub const BUILD_EPOCH: &str = env!("MOLTEN_BUILD_EPOCH");
 
-/// Which certificate. The names are the protocol's request kinds and the file names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// etcd member to member (members only).
-    EtcdPeer,
-    /// etcd's client-facing server certificate (members only).
-    EtcdServer,
-    /// The node's etcd user: CN = node name. Also authenticates renewal.
-    EtcdClient,
-    /// dockerd's TLS server certificate (issued by the Docker CA).
-    DockerServer,
-    /// CN=root for the RBAC bootstrap (members only).
-    EtcdAdmin,
-}
+/// Which certificate (the protocol's request kinds; also the file names).
+pub use molten_contract::trust::CertificateKind as Kind;
 
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::EtcdPeer,
-        Kind::EtcdServer,
-        Kind::EtcdClient,
-        Kind::DockerServer,
-        Kind::EtcdAdmin,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::EtcdPeer => "etcd-peer",
-            Kind::EtcdServer => "etcd-server",
-            Kind::EtcdClient => "etcd-client",
-            Kind::DockerServer => "docker-server",
-            Kind::EtcdAdmin => "etcd-admin",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The kinds a node holds: members run etcd and bootstrap its access control.
-    pub fn for_node(member: bool) -> Vec<Kind> {
-        if member {
-            Kind::ALL.to_vec()
-        } else {
-            vec![Kind::EtcdClient, Kind::DockerServer]
-        }
-    }
-
-    /// Which trust root issued this kind.
-    pub fn root(self) -> Root {
-        match self {
-            Kind::DockerServer => Root::Docker,
-            _ => Root::Etcd,
-        }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+/// Which trust root issued a kind.
+pub fn root_of(kind: Kind) -> Root {
+    if kind.is_docker() {
+        Root::Docker
+    } else {
+        Root::Etcd
     }
 }
 
@@ -271,7 +220,7 @@ pub fn verify_cert(
     let (_, ca) = X509Certificate::from_der(&ca_der)
         .map_err(|e| anyhow!("the CA certificate does not parse: {e}"))?;
     cert.verify_signature(Some(ca.public_key()))
-        .map_err(|_| anyhow!("not signed by the {} CA", root_name(kind.root())))?;
+        .map_err(|_| anyhow!("not signed by the {} CA", root_name(root_of(kind))))?;
     let info = inspect(kind, cert_pem)?;
     anyhow::ensure!(
         info.not_after > now,
@@ -330,7 +279,7 @@ pub fn held(dir: &IdentityDir, kinds: &[Kind], roots: &Roots, now: OffsetDateTim
                 reason: "absent".into(),
             });
         };
-        match verify(kind, &pair, roots.pem(kind.root()), now) {
+        match verify(kind, &pair, roots.pem(root_of(kind)), now) {
             Ok(info) => infos.push(info),
             Err(e) => {
                 return Ok(Held::Unusable {
@@ -484,12 +433,14 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn kinds_round_trip_and_members_hold_more() {
+    fn only_docker_server_comes_from_the_docker_ca() {
         for kind in Kind::ALL {
-            assert_eq!(Kind::from_name(kind.name()), Some(kind));
+            let expected = if kind == Kind::DockerServer {
+                Root::Docker
+            } else {
+                Root::Etcd
+            };
+            assert_eq!(root_of(kind), expected, "{kind}");
         }
-        assert_eq!(Kind::for_node(false).len(), 2);
-        assert!(Kind::for_node(true).contains(&Kind::EtcdAdmin));
-        assert_eq!(Kind::DockerServer.root(), Root::Docker);
     }
 }

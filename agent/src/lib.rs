@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod bosh;
+pub mod cert_expiry;
 pub mod cli;
 pub mod commands;
 pub mod converge;

@@ -31,10 +31,23 @@ pub struct NodeRecord {
     pub ca_fingerprint: String,
     /// Docker server certificate expiry, RFC 3339.
     pub server_cert_expiry: String,
+    /// Every enrolled certificate: kind, fingerprint, expiry (public facts; keys stay on the node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertSummary>,
     /// The Docker network BOSH uses on this node, when BOSH is enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bosh_network: Option<String>,
     pub mc_version: String,
+}
+
+/// One certificate of a node as its record shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertSummary {
+    pub kind: String,
+    /// SHA-256 of the certificate (DER), hex.
+    pub fingerprint: String,
+    /// RFC 3339.
+    pub not_after: String,
 }
 
 impl NodeRecord {

@@ -41,6 +41,9 @@ pub struct NodeView {
     pub health: Health,
     pub failed_step: Option<String>,
     pub error: Option<String>,
+    /// The node's first certificate expiry (RFC 3339) and a warning when it is near.
+    pub cert_expiry: Option<String>,
+    pub cert_warning: Option<String>,
 }
 
 /// Options of `mc status`.
@@ -125,7 +128,13 @@ pub fn view(
         health: Health::Unknown,
         failed_step: None,
         error: None,
+        cert_expiry: None,
+        cert_warning: None,
     };
+    if let Some(expiry) = record.and_then(crate::cert_expiry::earliest) {
+        v.cert_expiry = Some(crate::timestamp::rfc3339(expiry));
+        v.cert_warning = crate::cert_expiry::warning(name, expiry, now);
+    }
     let status = match status {
         Some(Ok(status)) => status,
         Some(Err(e)) => {
@@ -230,6 +239,19 @@ pub fn table(views: &[NodeView]) -> String {
     line(header.to_vec());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
+    }
+    let expiries: Vec<String> = views
+        .iter()
+        .filter_map(|v| Some(format!("{} {}", v.name, v.cert_expiry.as_ref()?)))
+        .collect();
+    if !expiries.is_empty() {
+        out.push_str(&format!(
+            "certificates valid until: {}\n",
+            expiries.join(", ")
+        ));
+    }
+    for warning in views.iter().filter_map(|v| v.cert_warning.as_ref()) {
+        out.push_str(&format!("warning: {warning}\n"));
     }
     out
 }

@@ -90,3 +90,53 @@ impl TestCa {
         })
     }
 }
+
+/// A node identity as `mc enroll` leaves it: every kind the node holds, signed by `etcd` (or
+/// `docker` for docker-server), stored under `<root><state_dir>/identity/`, and the node
+/// config's `trust` section naming those CAs. `authority_url` is where renewal would go.
+pub fn enroll_for_test(
+    root: &Path,
+    config: &mut molten_contract::NodeConfig,
+    etcd: &TestCa,
+    docker: &TestCa,
+    authority: (&str, &str),
+    roster: &[&str],
+) -> Result<()> {
+    use molten_contract::trust::{
+        CertificateKind, NodeTlsIdentity, TrustSettings, DEFAULT_STATE_DIR, IDENTITY_SUBDIR,
+    };
+    let name = config.node.name.clone();
+    let member = config.has_role(molten_contract::Role::Etcd);
+    let dir = root
+        .join(DEFAULT_STATE_DIR.trim_start_matches('/'))
+        .join(IDENTITY_SUBDIR);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    for kind in CertificateKind::for_node(member) {
+        let (ca, cn) = match kind {
+            CertificateKind::DockerServer => (docker, name.as_str()),
+            CertificateKind::EtcdAdmin => (etcd, "root"),
+            _ => (etcd, name.as_str()),
+        };
+        let issued = ca.issue(cn, &["127.0.0.1"])?;
+        std::fs::write(dir.join(format!("{kind}.pem")), &issued.cert_pem)?;
+        let key = dir.join(format!("{kind}.key"));
+        std::fs::write(&key, &issued.key_pem)?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    }
+    config.trust = Some(TrustSettings {
+        authority_url: authority.0.to_string(),
+        authority_ca: authority.1.to_string(),
+        etcd_ca: etcd.cert_pem.clone(),
+        docker_ca: docker.cert_pem.clone(),
+        identity: NodeTlsIdentity {
+            etcd_peer_sans: Vec::new(),
+            etcd_server_sans: Vec::new(),
+            etcd_client_cn: name,
+            docker_server_sans: Vec::new(),
+        },
+        roster: roster.iter().map(|s| s.to_string()).collect(),
+        state_dir: DEFAULT_STATE_DIR.to_string(),
+    });
+    Ok(())
+}

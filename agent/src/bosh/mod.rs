@@ -62,11 +62,30 @@ pub struct Inputs {
 }
 
 /// Reads the records of BOSH nodes (workers with BOSH enabled), their client certificates and
-/// the CA from etcd.
+/// the CA from etcd (clusters composed without an authority, whose keys are in etcd).
 pub async fn load(client: &mut Client) -> Result<Inputs> {
-    let ca = crate::etcd::get(client, keys::CA_CERT)
-        .await?
-        .with_context(|| format!("{} is missing: no node has converged yet", keys::CA_CERT))?;
+    load_from(client, None).await
+}
+
+/// The operator's Docker client certificate (`molten authority issue-client`) and the Docker
+/// CA: every CPI presents it; nothing secret comes from etcd.
+pub async fn load_with_client(client: &mut Client, docker_ca: &str, pair: Pair) -> Result<Inputs> {
+    load_from(client, Some((docker_ca, pair))).await
+}
+
+async fn load_from(client: &mut Client, operator: Option<(&str, Pair)>) -> Result<Inputs> {
+    let ca_pem = match &operator {
+        Some((ca, _)) => ca.to_string(),
+        None => {
+            crate::etcd::get(client, keys::CA_CERT)
+                .await?
+                .with_context(|| {
+                    format!("{} is missing: no node has converged yet", keys::CA_CERT)
+                })?
+                .value
+        }
+    };
+    let ca_fingerprint = crate::identity::fingerprint(&ca_pem).context("the Docker CA")?;
     let mut zones = Vec::new();
     for record in records::all_records(client).await? {
         let Some(network) = record.bosh_network.clone() else {
@@ -75,7 +94,22 @@ pub async fn load(client: &mut Client) -> Result<Inputs> {
         if !record.has_role(Role::Worker) {
             continue;
         }
-        let client_pair = pki::load_client_pair(client, &record.name).await?;
+        let client_pair = match &operator {
+            Some((_, pair)) => {
+                // The record names the CA its dockerd trusts: a CPI must not be pointed at a
+                // daemon that would not accept this certificate (or at an impostor's).
+                if record.ca_fingerprint != ca_fingerprint {
+                    bail!(
+                        "node {}: its record names Docker CA {}, not the given one ({})",
+                        record.name,
+                        record.ca_fingerprint,
+                        ca_fingerprint
+                    );
+                }
+                pair.clone()
+            }
+            None => pki::load_client_pair(client, &record.name).await?,
+        };
         zones.push(Zone {
             record,
             network,
@@ -100,10 +134,7 @@ pub async fn load(client: &mut Client) -> Result<Inputs> {
             keys::NODES_PREFIX
         );
     }
-    Ok(Inputs {
-        ca_pem: ca.value,
-        zones,
-    })
+    Ok(Inputs { ca_pem, zones })
 }
 
 fn az(zone: u32) -> String {

@@ -16,6 +16,7 @@ fn zone(name: &str, zone: u32, ip: &str) -> Zone {
             docker_endpoint: format!("tcp://{ip}:2376"),
             ca_fingerprint: "ab".into(),
             server_cert_expiry: "2027-01-01T00:00:00Z".into(),
+            certificates: Vec::new(),
             bosh_network: Some("bosh".into()),
             mc_version: "0.1.0".into(),
         },

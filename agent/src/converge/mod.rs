@@ -7,6 +7,7 @@
 mod network;
 mod outcome;
 mod steps;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

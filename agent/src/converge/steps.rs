@@ -6,8 +6,11 @@ use anyhow::Context;
 use ipnet::Ipv4Net;
 use molten_contract::{gateway, NodeConfig, Role};
 
+use super::trust::{self, IdentityState};
 use super::{run_step, Done, Options, Stage, StepOutcome};
+use crate::enroll;
 use crate::etcd::Etcd;
+use crate::identity::Kind;
 use crate::pki::{self, NodeTls};
 use crate::records::{self, NodeRecord, MC_VERSION};
 use crate::systemd::{self, Systemd, TlsPaths};
@@ -20,6 +23,9 @@ pub(super) struct Run<'a> {
     pub etcd: Option<Etcd>,
     ip: Option<Ipv4Addr>,
     tls: Option<NodeTls>,
+    /// From node.json's `trust` section: enrolled identity, etcd over mTLS, no keys in etcd.
+    trust: Option<enroll::Settings>,
+    identity: Option<IdentityState>,
 }
 
 impl<'a> Run<'a> {
@@ -32,6 +38,8 @@ impl<'a> Run<'a> {
             etcd: None,
             ip: None,
             tls: None,
+            trust: enroll::Settings::from_config(config),
+            identity: None,
         }
     }
 
@@ -40,10 +48,18 @@ impl<'a> Run<'a> {
         let network = matches!(self.options.stage, Stage::Network | Stage::All);
         let first = if boot { "boot" } else { "network" };
         self.address(first).await;
+        if boot && self.trust.is_some() {
+            self.identity().await;
+        }
         self.connect(first).await;
         if boot {
+            if self.trust.as_ref().is_some_and(|t| t.member) {
+                self.rbac().await;
+            }
             self.flannel().await;
-            self.pki().await;
+            if self.trust.is_none() {
+                self.pki().await;
+            }
             self.units().await;
         }
         if network {
@@ -83,8 +99,12 @@ impl<'a> Run<'a> {
             .clone()
             .unwrap_or_else(|| self.config.etcd.endpoints.clone());
         let retry = self.options.etcd_retry;
+        let (root, settings) = (&self.options.root, self.trust.as_ref());
         let (outcome, client) = run_step("etcd", stage, async move {
-            let etcd = Etcd::connect(&endpoints, retry).await?;
+            let tls = settings
+                .map(|s| trust::etcd_tls(root, s, Kind::EtcdClient))
+                .transpose()?;
+            let etcd = Etcd::connect_tls(&endpoints, retry, tls).await?;
             Ok((
                 Done::unchanged(format!(
                     "connected to {} (of {})",
@@ -96,6 +116,37 @@ impl<'a> Run<'a> {
         })
         .await;
         self.etcd = client;
+        self.push(outcome);
+    }
+
+    async fn identity(&mut self) {
+        let Some(settings) = self.trust.as_ref() else {
+            return;
+        };
+        let (root, config, sd) = (&self.options.root, self.config, self.systemd);
+        let (outcome, state) = run_step("identity", "boot", async move {
+            trust::ensure_identity(root, config, settings, sd).await
+        })
+        .await;
+        self.identity = state;
+        self.push(outcome);
+    }
+
+    async fn rbac(&mut self) {
+        let Some(settings) = self.trust.as_ref() else {
+            return;
+        };
+        let endpoints = self
+            .options
+            .etcd
+            .clone()
+            .unwrap_or_else(|| self.config.etcd.endpoints.clone());
+        let (root, config, retry) = (&self.options.root, self.config, self.options.etcd_retry);
+        let (outcome, _) = run_step("rbac", "boot", async move {
+            let done = trust::ensure_rbac(root, config, settings, &endpoints, retry).await?;
+            Ok((done, ()))
+        })
+        .await;
         self.push(outcome);
     }
 
@@ -152,10 +203,13 @@ impl<'a> Run<'a> {
         };
         let layout = self.config.os.layout();
         let dir = std::path::Path::new(layout.tls_dir);
-        let tls = TlsPaths {
-            ca: dir.join(pki::CA_FILE),
-            server_cert: dir.join(pki::SERVER_CERT_FILE),
-            server_key: dir.join(pki::SERVER_KEY_FILE),
+        let tls = match &self.trust {
+            Some(settings) => trust::docker_tls_paths(self.config, settings),
+            None => TlsPaths {
+                ca: dir.join(pki::CA_FILE),
+                server_cert: dir.join(pki::SERVER_CERT_FILE),
+                server_key: dir.join(pki::SERVER_KEY_FILE),
+            },
         };
         let (root, config, sd) = (&self.options.root, self.config, self.systemd);
         let (outcome, _) = run_step("units", "boot", async move {
@@ -183,15 +237,24 @@ impl<'a> Run<'a> {
     }
 
     async fn record(&mut self) {
-        let (Some(etcd), Some(ip), Some(tls)) = (self.etcd.as_mut(), self.ip, self.tls.as_ref())
-        else {
+        let certs = match (&self.trust, &self.tls) {
+            (Some(settings), _) => trust::record_certs(
+                self.config,
+                settings,
+                self.identity.as_ref(),
+                &self.options.root,
+            ),
+            (None, Some(tls)) => Some(RecordCerts::from_node_tls(tls)),
+            (None, None) => None,
+        };
+        let (Some(etcd), Some(ip), Some(certs)) = (self.etcd.as_mut(), self.ip, certs) else {
             return self.push(StepOutcome::skipped(
                 "record",
                 "boot",
                 "needs etcd, the IP and the certificates",
             ));
         };
-        let record = node_record(self.config, ip, tls);
+        let record = node_record(self.config, ip, &certs);
         let (outcome, _) = run_step("record", "boot", async move {
             let record = &record;
             let wrote = etcd
@@ -212,8 +275,28 @@ fn changed(done: &[&Done]) -> bool {
     done.iter().any(|d| d.state == super::State::Changed)
 }
 
+/// What the node record says about certificates: fingerprints and expiry, never a key.
+#[derive(Debug, Clone)]
+pub struct RecordCerts {
+    /// SHA-256 of the CA dockerd trusts (and signed its certificate).
+    pub docker_ca_fingerprint: String,
+    pub docker_server_expiry: time::OffsetDateTime,
+    /// Every enrolled certificate of the node (empty without an authority).
+    pub certificates: Vec<records::CertSummary>,
+}
+
+impl RecordCerts {
+    pub fn from_node_tls(tls: &NodeTls) -> Self {
+        Self {
+            docker_ca_fingerprint: tls.ca.fingerprint(),
+            docker_server_expiry: tls.server_expiry,
+            certificates: Vec::new(),
+        }
+    }
+}
+
 /// The node record: what other nodes and `mc bosh` need to reach this node.
-pub fn node_record(config: &NodeConfig, ip: Ipv4Addr, tls: &NodeTls) -> NodeRecord {
+pub fn node_record(config: &NodeConfig, ip: Ipv4Addr, certs: &RecordCerts) -> NodeRecord {
     let subnet = config.subnet().expect("checked at load");
     NodeRecord {
         name: config.node.name.clone(),
@@ -224,8 +307,9 @@ pub fn node_record(config: &NodeConfig, ip: Ipv4Addr, tls: &NodeTls) -> NodeReco
         subnet,
         gateway: gateway(subnet),
         docker_endpoint: format!("tcp://{ip}:{}", config.docker.tls_port),
-        ca_fingerprint: tls.ca.fingerprint(),
-        server_cert_expiry: crate::timestamp::rfc3339(tls.server_expiry),
+        ca_fingerprint: certs.docker_ca_fingerprint.clone(),
+        server_cert_expiry: crate::timestamp::rfc3339(certs.docker_server_expiry),
+        certificates: certs.certificates.clone(),
         bosh_network: config
             .bosh
             .enabled

@@ -7,7 +7,6 @@
 //! Renewal authenticates with the node's current etcd-client certificate instead of a token.
 
 pub mod https;
-pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,16 +18,18 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::fs::{under_root, write_atomic, MODE_PUBLIC};
-use crate::identity::{self, CertInfo, Held, IdentityDir, Kind, Pair, Roots};
+use crate::identity::{self, root_of, CertInfo, Held, IdentityDir, Kind, Pair, Roots};
 use https::Authority;
-use wire::{EnrollRequest, Issued, Refusal, RenewRequest};
+use molten_contract::trust::{
+    EnrollAnswer, EnrollRequest, Refusal, RenewRequest, Roster, ENROLL_PATH, ETCD_ROOT_USER,
+    RENEW_PATH, ROSTER_PATH,
+};
+use molten_contract::{NodeConfig, Role};
 
-/// The node's token (written by Ignition, 0600). Never in node.json.
-pub const TOKEN_PATH: &str = "/etc/molten/enroll-token";
+pub use molten_contract::trust::ENROLL_TOKEN_PATH as TOKEN_PATH;
+
 /// Inside the state dir: the last enrollment or renewal failure, for `mc status`.
 pub const FAILURE_FILE: &str = "enroll-failure.json";
-/// The etcd user every member's admin certificate names.
-pub const ETCD_ROOT_USER: &str = "root";
 
 /// What enrollment needs from the node config.
 #[derive(Debug, Clone)]
@@ -41,9 +42,29 @@ pub struct Settings {
     pub roots: Roots,
     /// The persistent state dir (absolute, as on the node).
     pub state_dir: String,
+    /// The node's private address, sent for SANs the profile cannot know (packet).
+    pub private_ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Settings {
+    /// From node.json's `trust` section; `None` when the config has none (composed without an
+    /// authority: no enrollment, plain etcd).
+    pub fn from_config(config: &NodeConfig) -> Option<Self> {
+        let trust = config.trust.as_ref()?;
+        Some(Self {
+            node: config.node.name.clone(),
+            member: config.has_role(Role::Etcd),
+            authority_url: trust.authority_url.clone(),
+            authority_ca: trust.authority_ca.clone(),
+            roots: Roots {
+                etcd_ca: trust.etcd_ca.clone(),
+                docker_ca: trust.docker_ca.clone(),
+            },
+            state_dir: trust.state_dir.clone(),
+            private_ip: None,
+        })
+    }
+
     pub fn kinds(&self) -> Vec<Kind> {
         Kind::for_node(self.member)
     }
@@ -96,9 +117,10 @@ async fn try_enroll(root: &Path, settings: &Settings, token_file: &Path) -> Resu
         node: settings.node.clone(),
         token,
         requests,
+        private_ip: settings.private_ip,
     })?;
     let authority = Authority::new(&settings.authority_url, &settings.authority_ca, None)?;
-    let answer = authority.post_json("/v1/enroll", body).await?;
+    let answer = authority.post_json(ENROLL_PATH, body).await?;
     let pairs = accept(settings, answer, keys, now)?;
     store(&dir, &pairs)?;
     Ok(Enrolled::New(infos(&pairs, settings, now)?))
@@ -143,13 +165,14 @@ async fn try_renew(root: &Path, settings: &Settings, force: bool) -> Result<Rene
     let body = serde_json::to_string(&RenewRequest {
         node: settings.node.clone(),
         requests,
+        private_ip: settings.private_ip,
     })?;
     let authority = Authority::new(
         &settings.authority_url,
         &settings.authority_ca,
         Some(&client),
     )?;
-    let answer = authority.post_json("/v1/renew", body).await?;
+    let answer = authority.post_json(RENEW_PATH, body).await?;
     let pairs = accept(settings, answer, keys, now)?;
     store(&dir, &pairs)?;
     Ok(Renewed {
@@ -169,13 +192,13 @@ pub async fn roster(root: &Path, settings: &Settings) -> Result<Vec<String>> {
         &settings.authority_ca,
         Some(&client),
     )?;
-    let answer = authority.get("/v1/roster").await?;
+    let answer = authority.get(ROSTER_PATH).await?;
     anyhow::ensure!(
         answer.status == 200,
         "the authority refused the roster request: {}",
         refusal_text(&answer)
     );
-    let roster: wire::Roster =
+    let roster: Roster =
         serde_json::from_str(&answer.body).context("the roster answer is not valid JSON")?;
     Ok(roster.nodes)
 }
@@ -194,7 +217,9 @@ fn read_token(path: &Path) -> Result<String> {
 
 /// A fresh key and a CSR per kind. The authority ignores the CSR's subject and names (it signs
 /// what the profile gives this node), so the subject is informative only.
-fn requests(settings: &Settings) -> Result<(BTreeMap<Kind, KeyPair>, BTreeMap<String, String>)> {
+type Requests = (BTreeMap<Kind, KeyPair>, BTreeMap<Kind, String>);
+
+fn requests(settings: &Settings) -> Result<Requests> {
     let mut keys = BTreeMap::new();
     let mut requests = BTreeMap::new();
     for kind in settings.kinds() {
@@ -210,7 +235,7 @@ fn requests(settings: &Settings) -> Result<(BTreeMap<Kind, KeyPair>, BTreeMap<St
             .with_context(|| format!("signing the {kind} certificate request"))?
             .pem()
             .with_context(|| format!("encoding the {kind} certificate request"))?;
-        requests.insert(kind.name().to_string(), csr);
+        requests.insert(kind, csr);
         keys.insert(kind, key);
     }
     Ok((keys, requests))
@@ -236,19 +261,19 @@ fn accept(
     if answer.status != 200 {
         anyhow::bail!("{}", refusal_text(&answer));
     }
-    let issued: Issued =
+    let issued: EnrollAnswer =
         serde_json::from_str(&answer.body).context("the authority's answer is not valid JSON")?;
     let mut pairs = BTreeMap::new();
     for (kind, key) in keys {
         let cert_pem = issued
             .certificates
-            .get(kind.name())
+            .get(&kind)
             .with_context(|| format!("the authority issued no {kind} certificate"))?;
         identity::verify_cert(
             kind,
             cert_pem,
             key.public_key_raw(),
-            settings.roots.pem(kind.root()),
+            settings.roots.pem(root_of(kind)),
             now,
         )
         .with_context(|| format!("the {kind} certificate the authority issued"))?;
@@ -272,11 +297,7 @@ fn accept(
 
 fn refusal_text(answer: &https::Answer) -> String {
     match serde_json::from_str::<Refusal>(&answer.body) {
-        Ok(r) => format!(
-            "refused ({}): {}",
-            sanitize(&r.kind, 64),
-            sanitize(&r.message, 400)
-        ),
+        Ok(r) => format!("refused ({}): {}", r.kind, sanitize(&r.message, 400)),
         Err(_) => format!(
             "the authority answered HTTP {}: {}",
             answer.status,
@@ -321,7 +342,7 @@ fn infos(
 ) -> Result<Vec<CertInfo>> {
     pairs
         .iter()
-        .map(|(kind, pair)| identity::verify(*kind, pair, settings.roots.pem(kind.root()), now))
+        .map(|(kind, pair)| identity::verify(*kind, pair, settings.roots.pem(root_of(*kind)), now))
         .collect()
 }
 

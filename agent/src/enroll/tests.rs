@@ -16,6 +16,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::*;
 use crate::identity::tests::TestCa;
+use molten_contract::trust::RefusalKind;
 
 /// Test CAs with their issuers, as the authority holds them.
 struct Cas {
@@ -136,6 +137,7 @@ impl FakeAuthority {
                 docker_ca: self.cas.docker.0.clone(),
             },
             state_dir: state_dir.into(),
+            private_ip: None,
         }
     }
 }
@@ -176,9 +178,9 @@ fn answer(
 ) -> (u16, String) {
     let mut state = state.lock().unwrap();
     state.requests.push((path.to_string(), peer_cn.clone()));
-    let refuse = |kind: &str| {
+    let refuse = |kind: RefusalKind| {
         serde_json::to_string(&Refusal {
-            kind: kind.into(),
+            kind,
             message: format!("{kind} for this node"),
         })
         .unwrap()
@@ -187,10 +189,10 @@ fn answer(
         "/v1/enroll" => {
             let req: EnrollRequest = serde_json::from_str(body).unwrap();
             if req.token != TOKEN {
-                return (403, refuse("bad-token"));
+                return (403, refuse(RefusalKind::TokenInvalid));
             }
             if state.used {
-                return (409, refuse("token-reused"));
+                return (409, refuse(RefusalKind::TokenReused));
             }
             state.used = true;
             (req.node, req.requests)
@@ -198,19 +200,19 @@ fn answer(
         "/v1/renew" => {
             let req: RenewRequest = serde_json::from_str(body).unwrap();
             if peer_cn.as_deref() != Some(req.node.as_str()) {
-                return (403, refuse("not-authenticated"));
+                return (403, refuse(RefusalKind::NotAuthenticated));
             }
             (req.node, req.requests)
         }
-        _ => return (404, refuse("not-found")),
+        _ => return (404, refuse(RefusalKind::BadRequest)),
     };
     let validity = state.validity.unwrap_or(Duration::days(90));
     let now = OffsetDateTime::now_utc();
     let mut certificates = BTreeMap::new();
     for (kind, csr) in requests {
         let mut csr = CertificateSigningRequestParams::from_pem(&csr).unwrap();
-        let cn = match kind.as_str() {
-            "etcd-admin" => "root".to_string(),
+        let cn = match kind {
+            Kind::EtcdAdmin => "root".to_string(),
             _ => node.clone(),
         };
         csr.params.distinguished_name = rcgen::DistinguishedName::new();
@@ -222,14 +224,14 @@ fn answer(
             now - Duration::minutes(5)
         };
         csr.params.not_after = now + validity;
-        let issuer = if kind == "docker-server" {
+        let issuer = if kind == Kind::DockerServer {
             &cas.docker.1
         } else {
             &cas.etcd.1
         };
         certificates.insert(kind, csr.signed_by(issuer).unwrap().pem());
     }
-    let issued = Issued {
+    let issued = EnrollAnswer {
         certificates,
         not_after: crate::timestamp::rfc3339(now + validity),
     };

@@ -218,6 +218,33 @@ fn requeue_lost_jobs(
     Ok(lost)
 }
 
+/// Restarts each of `units` that is running, so it reads files that changed under it (dockerd
+/// reads its TLS files only at start). Nothing without a systemd managing the root; a unit
+/// that does not run starts later with the new files anyway. Returns the restarted units.
+pub fn restart_if_active(
+    root: &Path,
+    systemd: &dyn Systemd,
+    units: &[String],
+) -> anyhow::Result<Vec<String>> {
+    let mut restarted = Vec::new();
+    if units.is_empty() || !systemd_manages(root, systemd) {
+        return Ok(restarted);
+    }
+    for unit in units {
+        let active = systemd
+            .is_active(unit)
+            .with_context(|| format!("cannot tell whether {unit} runs"))?;
+        if active {
+            systemd.restart(unit).with_context(|| {
+                format!("{unit}'s certificates changed but it failed to restart")
+            })?;
+            tracing::info!(unit = %unit, "restarted: its certificates changed");
+            restarted.push(unit.clone());
+        }
+    }
+    Ok(restarted)
+}
+
 /// Unit actions need a systemd that answers *and* runs the root we manage: with
 /// `--root DIR` on a machine whose own systemd answers, that systemd is not DIR's.
 fn systemd_manages(root: &Path, systemd: &dyn Systemd) -> bool {

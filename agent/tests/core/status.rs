@@ -40,6 +40,15 @@ fn healthy_and_unreachable_nodes_are_told_apart() {
     let out = run_mc(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
     assert!(out.status.success(), "{}", text(&out.stdout));
     let table = text(&out.stdout);
-    assert_eq!(table.lines().count(), 3, "{table}");
-    assert!(table.lines().skip(1).all(|l| l.contains(" ok")), "{table}");
+    // Header, two nodes, and each node's first certificate expiry.
+    assert_eq!(table.lines().count(), 4, "{table}");
+    assert!(
+        table.lines().skip(1).take(2).all(|l| l.contains(" ok")),
+        "{table}"
+    );
+    let expiry = table.lines().last().unwrap();
+    assert!(
+        expiry.starts_with("certificates valid until: node-0 "),
+        "{table}"
+    );
 }
