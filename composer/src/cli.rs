@@ -45,6 +45,13 @@ macro_rules! serve_examples {
     };
 }
 
+macro_rules! authority_examples {
+    () => {
+        "  molten authority init --profile profiles/dev.yaml
+  molten authority issue-client --name bosh --etcd-root"
+    };
+}
+
 macro_rules! completions_examples {
     () => {
         "  molten completions bash > /etc/bash_completion.d/molten
@@ -67,12 +74,14 @@ const EXAMPLES: &str = help_page!(
     validate_examples!(),
     schema_examples!(),
     serve_examples!(),
+    authority_examples!(),
     completions_examples!()
 );
 const COMPOSE_EXAMPLES: &str = help_page!(compose_examples!());
 const VALIDATE_EXAMPLES: &str = help_page!(validate_examples!());
 const SCHEMA_EXAMPLES: &str = help_page!(schema_examples!());
 const SERVE_EXAMPLES: &str = help_page!(serve_examples!());
+const AUTHORITY_EXAMPLES: &str = help_page!(authority_examples!());
 const COMPLETIONS_EXAMPLES: &str = help_page!(completions_examples!());
 
 /// `molten --version`: the crate version and the git commit it was built from (build.rs).
@@ -110,6 +119,9 @@ pub enum Command {
     /// Serve an ipxe or vagrant bundle over HTTP (only files in its SHA256SUMS)
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Create and use the cluster authority (CAs, enrollment tokens)
+    #[command(after_help = AUTHORITY_EXAMPLES)]
+    Authority(crate::authority::cli::AuthorityArgs),
     /// Print a shell completion script for molten
     #[command(after_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -203,6 +215,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             clap_complete::generate(args.shell, &mut cli, "molten", &mut std::io::stdout());
             Ok(())
         }
+        Command::Authority(args) => crate::authority::cli::run(&args).map_err(|failure| {
+            use crate::authority::cli::AuthorityFailure;
+            match failure {
+                AuthorityFailure::InvalidInput => Failure::InvalidInput,
+                AuthorityFailure::Failed(err) => {
+                    eprintln!("error: {err:#}");
+                    Failure::Failed
+                }
+            }
+        }),
         Command::Serve(args) => {
             crate::serve::run_until_signalled(&args.dir, args.listen).map_err(|err| {
                 eprintln!("error: {err:#}");
@@ -446,7 +468,14 @@ mod tests {
         clap_complete::generate(clap_complete::Shell::Bash, &mut cli, "molten", &mut script);
         let script = String::from_utf8(script).unwrap();
         assert!(script.contains("complete -F _molten"), "{script}");
-        for sub in ["compose", "validate", "schema", "serve", "completions"] {
+        for sub in [
+            "compose",
+            "validate",
+            "schema",
+            "serve",
+            "authority",
+            "completions",
+        ] {
             assert!(
                 script.contains(&format!("molten__subcmd__{sub}")),
                 "{sub}: {script}"

@@ -4,6 +4,7 @@
 //! `ignition` (per-node Ignition 3.3.0) → `platform` (per-platform files) → `output` (written to a
 //! temporary directory, moved into place only when complete).
 
+pub mod authority;
 pub mod cli;
 pub mod diagnostics;
 pub mod ignition;
