@@ -15,6 +15,7 @@ pub mod enroll;
 pub mod etcd;
 pub mod etcd_join;
 pub mod flannel;
+pub mod flannel_leases;
 pub mod fs;
 pub mod identity;
 pub mod pki;

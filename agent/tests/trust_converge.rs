@@ -226,6 +226,44 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("not the given one"), "{err:#}");
+
+    // Node B's certificate may write flannel leases (flanneld must): a lease on part of A's
+    // subnet naming B's address is found by A's next converge.
+    let b_dir = roots[1].path().join("var/lib/molten/identity");
+    let read = |f: &str| std::fs::read_to_string(b_dir.join(f)).unwrap();
+    let mut as_b = etcd::connect_tls(
+        &[etcd.endpoint()],
+        Retry::with_budget(Duration::from_secs(5)),
+        Some(EtcdTls::new(
+            &etcd_ca.cert_pem,
+            &read("etcd-client.pem"),
+            &read("etcd-client.key"),
+        )),
+    )
+    .await
+    .unwrap();
+    let subnet_a = configs[0].subnet().unwrap();
+    let forged = format!("/coreos.com/network/subnets/{}-25", subnet_a.network());
+    etcd::put(
+        &mut as_b,
+        &forged,
+        r#"{"PublicIP":"10.9.9.9","BackendType":"vxlan"}"#,
+    )
+    .await
+    .unwrap();
+    let err = etcd::put(&mut as_b, &keys::node_record("node-a"), "{}")
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("permission denied"), "{err:#}");
+    let hijacked = converge(&options(roots[0].path()), &IdleSystemd)
+        .await
+        .unwrap();
+    let flannel = hijacked.steps.iter().find(|s| s.name == "flannel").unwrap();
+    let error = flannel.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&forged) && error.contains("10.9.9.9"),
+        "{flannel:?}"
+    );
     assert_eq!(
         configs[0].trust.as_ref().unwrap().roster,
         ["node-a", "node-b"]

@@ -173,7 +173,11 @@ impl<'a> Run<'a> {
                         .await
                 })
                 .await?;
-            let detail = format!("{}; {}", config.detail, lease.detail);
+            etcd.run("flannel lease check", |mut client| async move {
+                crate::flannel_leases::check(&mut client, settings, subnet, ip).await
+            })
+            .await?;
+            let detail = format!("{}; {}; no foreign lease", config.detail, lease.detail);
             Ok((Done::from_flag(changed(&[&config, &lease]), detail), ()))
         })
         .await;
