@@ -65,6 +65,23 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
     assert_eq!(first.refused, vec!["root"], "root is never a node's user");
     let again = rbac::bootstrap(&mut admin, &roster).await.unwrap();
     assert!(again.created.is_empty(), "{again:?}");
+    // Drift is repaired: a revoked permission comes back at the next bootstrap.
+    etcd.etcdctl_as(
+        &root.cert,
+        &root.key,
+        &[
+            "role",
+            "revoke-permission",
+            "node-a",
+            "/molten/status/node-a",
+        ],
+    )
+    .unwrap();
+    rbac::bootstrap(&mut admin, &roster).await.unwrap();
+    let role = etcd
+        .etcdctl_as(&root.cert, &root.key, &["role", "get", "node-a"])
+        .unwrap();
+    assert!(role.contains("/molten/status/node-a"), "{role}");
     let users = etcd
         .etcdctl_as(&root.cert, &root.key, &["user", "list"])
         .unwrap();

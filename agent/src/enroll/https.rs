@@ -17,7 +17,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::identity::Pair;
 
-/// The whole exchange (connect, request, answer) must fit in this.
+/// The whole exchange (connect, request, answer) must fit in this by default.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers are a few certificates; anything larger is refused unread.
 const MAX_ANSWER: usize = 1 << 20;
@@ -32,6 +32,7 @@ pub struct Answer {
 /// A client for `base_url` (`https://host:port`) pinned to `ca_pem`.
 pub struct Authority {
     base_url: String,
+    timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, String>,
 }
 
@@ -47,9 +48,16 @@ impl Authority {
         http.set_connect_timeout(Some(TIMEOUT));
         let https = HttpsConnector::from((http, config));
         Ok(Self {
+            timeout: TIMEOUT,
             base_url: base_url.trim_end_matches('/').to_string(),
             client: Client::builder(TokioExecutor::new()).build(https),
         })
+    }
+
+    /// A shorter bound, for calls a converge should not wait long for.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// `POST <base><path>` with a JSON body.

@@ -187,11 +187,13 @@ pub async fn roster(root: &Path, settings: &Settings) -> Result<Vec<String>> {
         .identity(root)
         .load(Kind::EtcdClient)?
         .context("no etcd-client certificate: enroll first")?;
+    // Members ask at every converge; an authority that is offline must not hold the boot up.
     let authority = Authority::new(
         &settings.authority_url,
         &settings.authority_ca,
         Some(&client),
-    )?;
+    )?
+    .with_timeout(std::time::Duration::from_secs(3));
     let answer = authority.get(ROSTER_PATH).await?;
     anyhow::ensure!(
         answer.status == 200,

@@ -73,20 +73,24 @@ pub async fn bootstrap(client: &mut Client, nodes: &[String]) -> Result<Bootstra
         }
     }
     for name in &wanted {
-        if !users.contains(name) {
+        let new_user = !users.contains(name);
+        if new_user {
             client
                 .user_add(name.as_str(), "", Some(UserAddOptions::new().with_no_pwd()))
                 .await
                 .with_context(|| format!("etcd user add {name}"))?;
             out.created.push(name.clone());
         }
-        if !roles.contains(name) {
+        let new_role = !roles.contains(name);
+        if new_role {
             client
                 .role_add(name.as_str())
                 .await
                 .with_context(|| format!("etcd role add {name}"))?;
         }
-        if name != ROOT {
+        // Grants are repeated only when the role's permissions drifted (a warm converge
+        // makes two reads per node, not seven writes).
+        if name != ROOT && (new_role || !permissions_match(client, name).await?) {
             for permission in node_permissions(name) {
                 client
                     .role_grant_permission(name.as_str(), permission)
@@ -94,14 +98,41 @@ pub async fn bootstrap(client: &mut Client, nodes: &[String]) -> Result<Bootstra
                     .with_context(|| format!("etcd role grant-permission {name}"))?;
             }
         }
-        client
-            .user_grant_role(name.as_str(), name.as_str())
-            .await
-            .with_context(|| format!("etcd user grant-role {name} {name}"))?;
+        let has_role = !new_user
+            && client
+                .user_get(name.as_str())
+                .await
+                .with_context(|| format!("etcd user get {name}"))?
+                .roles()
+                .contains(name);
+        if !has_role {
+            client
+                .user_grant_role(name.as_str(), name.as_str())
+                .await
+                .with_context(|| format!("etcd user grant-role {name} {name}"))?;
+        }
     }
     // etcd ignores `auth enable` when it is on already (3.4 has no call to ask first).
     client.auth_enable().await.context("etcd auth enable")?;
     Ok(out)
+}
+
+/// Whether role `name` holds exactly the permissions of [`node_permissions`] (type and key;
+/// etcd stores prefixes as ranges).
+async fn permissions_match(client: &mut Client, name: &str) -> Result<bool> {
+    let have: std::collections::BTreeSet<(i32, Vec<u8>)> = client
+        .role_get(name)
+        .await
+        .with_context(|| format!("etcd role get {name}"))?
+        .permissions()
+        .iter()
+        .map(|p| (p.get_type(), p.key().to_vec()))
+        .collect();
+    let want: std::collections::BTreeSet<(i32, Vec<u8>)> = node_permissions(name)
+        .iter()
+        .map(|p| (p.get_type(), p.key().to_vec()))
+        .collect();
+    Ok(have == want)
 }
 
 #[cfg(test)]
