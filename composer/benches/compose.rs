@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use molten::model::Platform;
+use molten::compose;
+use molten::digest::sha512_hex;
 use molten::platform::sample::FAKE_AGENT;
-use molten::platform::{compose, sha512_hex};
+use molten::platform::Platform;
 use molten::profile::{load_file, LoadOptions};
 
 const NODES: usize = 1000;
@@ -78,7 +79,7 @@ fn write_inputs(dir: &Path) -> PathBuf {
 
 fn load(dir: &Path, agent: &Path, platform: Platform) -> molten::model::Cluster {
     let options = LoadOptions {
-        platform: Some(platform),
+        platform: Some(platform.rules()),
         agent_override: (platform != Platform::Packet).then_some(agent),
         strict: false,
     };

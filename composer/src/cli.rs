@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::compose::compose;
 use crate::diagnostics::{Diagnostic, Diagnostics, Severity};
-use crate::model::Platform;
+use crate::error::ComposeError;
 use crate::output::{write_bundle, Summary};
-use crate::platform::{compose, ComposeError};
+use crate::platform::Platform;
 use crate::profile::{self, LoadOptions, Loaded};
 
 const DEFAULT_PROFILE: &str = "profiles/dev.yaml";
@@ -312,7 +313,7 @@ fn load_options<'a>(
     agent: Option<&'a Path>,
 ) -> LoadOptions<'a> {
     LoadOptions {
-        platform,
+        platform: platform.map(Platform::rules),
         agent_override: agent,
         strict: args.strict,
     }

@@ -9,31 +9,8 @@ use std::str::FromStr;
 
 use molten_contract::{BoshSettings, DockerSettings, FlannelSettings, OsVariant, Role};
 
-/// The platforms `molten compose` can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Platform {
-    Packet,
-    Vagrant,
-    Ipxe,
-}
-
-impl Platform {
-    pub const ALL: [Platform; 3] = [Platform::Packet, Platform::Vagrant, Platform::Ipxe];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::Packet => "packet",
-            Platform::Vagrant => "vagrant",
-            Platform::Ipxe => "ipxe",
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Where served bundles (vagrant, ipxe) put the agent binary.
+pub const AGENT_ASSET: &str = "assets/mc";
 
 /// Where a value came from in the profile, so later stages can still point at the user's file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -15,7 +15,8 @@ use anyhow::{bail, Context, Result};
 
 use sha2::Digest;
 
-use crate::platform::{Bundle, Composition, CopiedFile, SHA256SUMS};
+use crate::compose::Composition;
+use crate::platform::{Bundle, CopiedFile, SHA256SUMS};
 
 /// A temporary directory in `parent`, so renames into and out of the destination stay on one
 /// filesystem (and so are atomic).

@@ -3,7 +3,7 @@
 
 mod common;
 
-use molten::model::Platform;
+use molten::platform::Platform;
 
 #[test]
 fn compose_writes_the_bundle_and_prints_a_summary() {
@@ -200,7 +200,7 @@ fn ipxe_assets_are_copied_into_the_bundle_and_summed() {
     );
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     for (name, bytes) in [("vmlinuz", &kernel[..]), ("initrd.cpio.gz", b"initrd")] {
-        let line = format!("{}  assets/{name}", molten::platform::sha256_hex(bytes));
+        let line = format!("{}  assets/{name}", molten::digest::sha256_hex(bytes));
         assert!(sums.lines().any(|l| l == line), "{line} not in:\n{sums}");
     }
     let scripts = common::read_tree(&out.join("nodes"));
@@ -405,4 +405,56 @@ fn validate_checks_an_agent_that_is_named() {
     let stdout = stdout_of(&output);
     assert!(stdout.contains(": valid for packet (3 nodes"), "{stdout}");
     assert!(!stdout.contains("note:"), "{stdout}");
+}
+
+/// Platform rules that once surfaced only while composing (no line) are profile-stage errors
+/// now: `validate --platform X` reports them with their place, and compose stops before it.
+#[test]
+fn platform_os_rules_point_at_the_profile() {
+    let work = tempfile::tempdir().unwrap();
+    let packet = std::fs::read_to_string(common::repo_root().join("profiles/packet.yaml"))
+        .unwrap()
+        .replace("\nos: flatcar\n", "\nos: debian\n");
+    let os_line = packet.lines().position(|l| l == "os: debian").unwrap() + 1;
+    let path = work.path().join("packet.yaml");
+    std::fs::write(&path, &packet).unwrap();
+    let output = common::molten(&[
+        "validate",
+        "--platform",
+        "packet",
+        "--profile",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("error[$.os]: platform packet supports os flatcar only"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("packet.yaml:{os_line}:5")),
+        "{stderr}"
+    );
+
+    let rack = std::fs::read_to_string(common::repo_root().join("profiles/rack.yaml")).unwrap();
+    let rack = format!("{rack}os: debian\n");
+    let path = work.path().join("rack.yaml");
+    std::fs::write(&path, &rack).unwrap();
+    let output = common::molten(&[
+        "validate",
+        "--platform",
+        "ipxe",
+        "--profile",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains(
+            "error[$.platforms.ipxe.install_to_disk]: install to disk uses flatcar-install: \
+             it needs os flatcar"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rack.yaml:55:"), "{stderr}");
 }

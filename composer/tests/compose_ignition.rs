@@ -8,8 +8,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use molten::model::Platform;
 use molten::platform::sample::FAKE_AGENT;
+use molten::platform::Platform;
 use molten::profile::{load_file, LoadOptions};
 use molten_contract::NodeConfig;
 
@@ -98,7 +98,7 @@ fn serve_dev(platform: Platform) -> Served {
     let server = common::serve::FileServer::start(&out, 0);
     let profile = common::repo_root().join("profiles/dev.yaml");
     let options = LoadOptions {
-        platform: Some(platform),
+        platform: Some(platform.rules()),
         agent_override: Some(&agent),
         strict: false,
     };
@@ -110,7 +110,7 @@ fn serve_dev(platform: Platform) -> Served {
     if let Some(ipxe) = cluster.ipxe.as_mut() {
         ipxe.base_url = format!("http://127.0.0.1:{}", server.port());
     }
-    let composed = molten::platform::compose(&cluster, platform).unwrap();
+    let composed = molten::compose(&cluster, platform).unwrap();
     molten::output::write_bundle(&composed.bundle, &out).unwrap();
     Served {
         _work: work,
@@ -145,9 +145,12 @@ fn check_applied_node(
     assert_eq!(mode(root, "/etc/hostname"), 0o644);
 
     let config = NodeConfig::load(&root.join("etc/molten/node.json")).unwrap();
+    let target = platform.target();
+    let delivery = target.delivery(&served.cluster).unwrap();
+    let plan = target.plan_node(&served.cluster, node, &delivery).unwrap();
     assert_eq!(
         config,
-        molten::nodeconfig::node_config(&served.cluster, node, platform).unwrap()
+        molten::nodeconfig::node_config(&served.cluster, node, &plan)
     );
     assert_eq!(mode(root, "/etc/molten/node.json"), 0o644);
 
@@ -357,7 +360,7 @@ fn the_engine_applies_debian_members_and_masks_etcd_on_workers() {
         path: "/usr/local/bin/flanneld".into(),
     };
     cluster.ipxe.as_mut().unwrap().base_url = format!("http://127.0.0.1:{}", server.port());
-    let composed = molten::platform::compose(&cluster, Platform::Ipxe).unwrap();
+    let composed = molten::compose(&cluster, Platform::Ipxe).unwrap();
     molten::output::write_bundle(&composed.bundle, &out).unwrap();
 
     let member = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use molten::model::Platform;
+use molten::platform::Platform;
 
 fn snapshot_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")

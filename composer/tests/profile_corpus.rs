@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use molten::model::Platform;
+use molten::platform::Platform;
 use molten::profile::{load, LoadOptions};
 
 fn corpus_dir() -> PathBuf {
@@ -64,7 +64,7 @@ fn every_invalid_profile_reports_exactly_its_errors() {
         let (platform, strict) = options_from(&text);
         let own_agent = text.lines().any(|l| l.starts_with("agent:"));
         let opts = LoadOptions {
-            platform,
+            platform: platform.map(Platform::rules),
             agent_override: (!own_agent).then_some(agent.path()),
             strict,
         };

@@ -11,7 +11,7 @@ const RACK: &str = include_str!("../../profiles/rack.yaml");
 fn check(text: &str) {
     let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/agent-fixture.bin");
     let lines = text.lines().count();
-    for platform in [None, Some(molten::model::Platform::Ipxe)] {
+    for platform in [None, Some(molten::platform::Platform::Ipxe.rules())] {
         let opts = LoadOptions {
             platform,
             agent_override: Some(&agent),

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use molten::diagnostics::Severity;
-use molten::model::{Agent, MacAddr, Platform, Runtime};
+use molten::model::{Agent, MacAddr, Runtime};
+use molten::platform::Platform;
 use molten::profile::{defaults, json_schema, load, load_file, LoadOptions};
 use molten_contract::{OsVariant, Role};
 use sha2::{Digest, Sha512};
@@ -175,7 +176,7 @@ fn packet_drops_addresses_and_needs_its_section() {
     let agent = Agentfile::new();
     let agent_path = agent.path();
     let packet = LoadOptions {
-        platform: Some(Platform::Packet),
+        platform: Some(Platform::Packet.rules()),
         ..opts(&agent_path)
     };
     // Packet nodes download the agent: the profile gets a URL, as its comment says.

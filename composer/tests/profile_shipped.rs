@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use molten::model::Platform;
+use molten::platform::Platform;
 use molten::profile::{check_file, load_file, placeholder_agent, LoadOptions};
 
 fn repo_root() -> PathBuf {
@@ -65,7 +65,7 @@ fn shipped_profiles_load_for_their_platforms() {
                 (shipped.clone(), Some(agent.path()))
             };
             let opts = LoadOptions {
-                platform: Some(platform),
+                platform: Some(platform.rules()),
                 agent_override,
                 strict: true,
             };
@@ -86,7 +86,7 @@ fn packet_refuses_a_local_agent_naming_the_field() {
     let path = repo_root().join("profiles/packet.yaml");
     let load = |agent_override| {
         let opts = LoadOptions {
-            platform: Some(Platform::Packet),
+            platform: Some(Platform::Packet.rules()),
             agent_override,
             strict: false,
         };
@@ -116,7 +116,7 @@ fn packet_refuses_a_local_agent_naming_the_field() {
 fn check_accepts_an_unset_agent_and_load_does_not() {
     let path = repo_root().join("profiles/packet.yaml");
     let opts = LoadOptions {
-        platform: Some(Platform::Packet),
+        platform: Some(Platform::Packet.rules()),
         agent_override: None,
         strict: true,
     };

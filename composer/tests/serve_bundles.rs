@@ -6,10 +6,10 @@ mod serve_support;
 
 use std::path::{Path, PathBuf};
 
-use molten::model::Platform;
+use molten::compose;
 use molten::output::write_bundle;
-use molten::platform::compose;
 use molten::platform::sample::FAKE_AGENT;
+use molten::platform::Platform;
 use molten::profile::{load_file, LoadOptions};
 use serde_json::Value;
 use serve_support::{request, Running};
@@ -29,7 +29,7 @@ fn composed_profile(profile: &str, platform: Platform) -> (tempfile::TempDir, Ve
     let agent = dir.path().join("mc");
     std::fs::write(&agent, FAKE_AGENT).unwrap();
     let options = LoadOptions {
-        platform: Some(platform),
+        platform: Some(platform.rules()),
         agent_override: Some(&agent),
         strict: false,
     };

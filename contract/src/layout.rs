@@ -1,7 +1,23 @@
 //! Unit names and paths per OS variant: the composer installs these units, the agent writes
 //! drop-ins for them and orders itself around them.
 
-use crate::OsVariant;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OsVariant {
+    /// Flatcar Container Linux: etcd and flanneld run as containers (`etcd-member`, `flanneld`).
+    Flatcar,
+    /// A systemd Debian with Ignition (the local lab): etcd, dockerd and flanneld are binaries.
+    Debian,
+}
+
+impl OsVariant {
+    /// Unit names and paths for this OS.
+    pub fn layout(self) -> OsLayout {
+        for_os(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OsLayout {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use flannel::{
     gateway, FlannelSettings, SubnetError, DEFAULT_PREFIX as FLANNEL_DEFAULT_PREFIX,
 };
-pub use layout::OsLayout;
+pub use layout::{OsLayout, OsVariant};
 pub use trust::TrustSettings;
 
 /// Where the node config lives on a node (relative to the node's root).
@@ -50,15 +50,6 @@ pub struct NodeConfig {
     /// composed without an authority; the compose wiring makes it required (version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustSettings>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OsVariant {
-    /// Flatcar Container Linux: etcd and flanneld run as containers (`etcd-member`, `flanneld`).
-    Flatcar,
-    /// A systemd Debian with Ignition (the local lab): etcd, dockerd and flanneld are binaries.
-    Debian,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,13 +166,6 @@ impl NodeConfig {
     /// This node's flannel subnet, derived from its zone.
     pub fn subnet(&self) -> Result<Ipv4Net, SubnetError> {
         self.flannel.subnet_for_zone(self.node.zone)
-    }
-}
-
-impl OsVariant {
-    /// Unit names and paths for this OS.
-    pub fn layout(self) -> OsLayout {
-        layout::for_os(self)
     }
 }
 

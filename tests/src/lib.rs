@@ -23,6 +23,7 @@ pub mod ignition;
 pub mod ipxe;
 pub mod lab;
 pub mod man_pages;
+pub mod modgraph;
 pub mod mounts;
 pub mod packages;
 pub mod pki;

@@ -7,7 +7,8 @@ use ignition_config::v3_3::{
     Config, Dropin, File, Passwd, Resource, Storage, Systemd, Unit, User, Verification,
 };
 
-use super::dataurl::{self, Inline, InlineEncoding};
+use super::dataurl::{self, Inline};
+use crate::plan::InlineEncoding;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {

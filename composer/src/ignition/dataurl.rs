@@ -15,17 +15,7 @@ use std::cell::RefCell;
 use base64::Engine;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
-/// How inline contents may be encoded: a property of the platform (see
-/// `Platform::inline_encoding`), never guessed from the contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InlineEncoding {
-    /// The smaller of percent-encoded text and gzip + base64.
-    #[default]
-    Smallest,
-    /// Always percent-encoded text: the platform edits the config text after composing
-    /// (packet's Terraform `replace()`s a placeholder inside node configs).
-    PlainText,
-}
+use crate::plan::InlineEncoding;
 
 /// An encoded inline resource: the `source` URL and Ignition's `compression` for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

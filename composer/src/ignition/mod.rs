@@ -3,34 +3,27 @@
 //! and checked against its sha512) and the units from `docs/architecture.md`. Nothing secret:
 //! the agent creates every key at boot and keeps it in etcd.
 //!
-//! Inline files are gzip + base64 where that is smaller (node.json: about two thirds of its
-//! percent-encoded size), unless the platform edits the config text afterwards (packet): see
-//! [`InlineEncoding`] and `Platform::inline_encoding`.
+//! The Ignition stage follows the node's plan ([`crate::plan::NodePlan`]) and knows no platform:
+//! inline files are gzip + base64 where that is smaller (node.json: about two thirds of its
+//! percent-encoded size), unless the plan keeps them plain text.
 
 mod builder;
 mod dataurl;
 pub mod units;
 
 pub use builder::{replace_config, to_json, BuildError, ConfigBuilder, UnitBody};
-pub use dataurl::InlineEncoding;
 pub use ignition_config::v3_3::Config;
 
-use molten_contract::{NodeConfig, OsVariant, Role, NODE_CONFIG_PATH};
+use molten_contract::{NodeConfig, OsVariant, NODE_CONFIG_PATH};
 
-use crate::model::{Cluster, Node, Platform};
+use crate::error::ComposeError;
+use crate::model::{Cluster, Node};
 use crate::nodeconfig;
-use crate::platform::ComposeError;
+use crate::plan::{EtcdPlan, NodePlan};
 use units::{EtcdMember, DROPIN_NAME};
 
 /// The user whose SSH keys the profile lists (Flatcar's default user).
 pub const SSH_USER: &str = "core";
-
-/// Where nodes fetch the agent from and the sha512 (lowercase hex) it must have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentSource {
-    pub url: String,
-    pub sha512: String,
-}
 
 /// `sha512-<hex>`: Ignition's `verification.hash` form.
 pub fn sha512_hash(hex: &str) -> String {
@@ -43,17 +36,16 @@ pub struct NodeIgnition {
     pub node_config: NodeConfig,
 }
 
-/// Builds `node`'s Ignition for `platform`, encoding inline files as the platform allows.
+/// Builds `node`'s Ignition as its plan says.
 pub fn node_ignition(
     cluster: &Cluster,
     node: &Node,
-    platform: Platform,
-    agent: &AgentSource,
-    encoding: InlineEncoding,
+    plan: &NodePlan,
 ) -> Result<NodeIgnition, ComposeError> {
-    let node_config = nodeconfig::node_config(cluster, node, platform)?;
+    let node_config = nodeconfig::node_config(cluster, node, plan);
     let layout = cluster.os.layout();
-    let mut b = ConfigBuilder::with_inline_encoding(encoding);
+    let agent = &plan.delivery.agent;
+    let mut b = ConfigBuilder::with_inline_encoding(plan.delivery.inline_encoding);
 
     b.inline_file_replacing("/etc/hostname", 0o644, &format!("{}\n", node.name))?;
     if !cluster.ssh_authorized_keys.is_empty() {
@@ -67,7 +59,7 @@ pub fn node_ignition(
         &sha512_hash(&agent.sha512),
     )?;
 
-    add_etcd(&mut b, cluster, node, platform)?;
+    add_etcd(&mut b, cluster, node, &plan.etcd)?;
     let endpoints = &node_config.etcd.endpoints;
     match cluster.os {
         OsVariant::Flatcar => b.unit(
@@ -84,11 +76,10 @@ pub fn node_ignition(
             UnitBody::Contents(units::flannel_debian_unit(cluster, &layout, endpoints)?),
         )?,
     }
-    let packet = platform == Platform::Packet;
     b.unit(
         layout.agent_unit,
         true,
-        UnitBody::Contents(units::mc_unit(&layout, packet)),
+        UnitBody::Contents(units::mc_unit(&layout, plan.metadata.as_ref())),
     )?;
     b.unit(
         layout.agent_network_unit,
@@ -117,29 +108,44 @@ fn add_etcd(
     b: &mut ConfigBuilder,
     cluster: &Cluster,
     node: &Node,
-    platform: Platform,
+    plan: &EtcdPlan,
 ) -> Result<(), ComposeError> {
     let layout = cluster.os.layout();
-    if !node.has_role(Role::Etcd) {
-        if cluster.os == OsVariant::Debian {
-            b.unit(layout.etcd_unit, false, UnitBody::Masked)?;
-        }
-        return Ok(());
-    }
     let member = EtcdMember { cluster, node };
-    let dropin = match (cluster.os, platform) {
-        (OsVariant::Flatcar, Platform::Packet) => {
-            let seed = nodeconfig::packet_seed(cluster).is_some_and(|s| s.name == node.name);
-            member.flatcar_packet_dropin(seed)?
+    let dropin = match (cluster.os, plan) {
+        (OsVariant::Debian, EtcdPlan::NotMember) => {
+            b.unit(layout.etcd_unit, false, UnitBody::Masked)?;
+            return Ok(());
         }
-        (OsVariant::Flatcar, _) => member.flatcar_static_dropin()?,
-        (OsVariant::Debian, Platform::Packet) => {
+        (OsVariant::Flatcar, EtcdPlan::NotMember) => return Ok(()),
+        (
+            OsVariant::Flatcar,
+            EtcdPlan::Static {
+                ip,
+                initial_cluster,
+            },
+        ) => member.flatcar_static_dropin(*ip, initial_cluster)?,
+        (
+            OsVariant::Debian,
+            EtcdPlan::Static {
+                ip,
+                initial_cluster,
+            },
+        ) => member.debian_dropin(*ip, initial_cluster)?,
+        (
+            OsVariant::Flatcar,
+            EtcdPlan::AtBoot {
+                metadata,
+                join_through,
+            },
+        ) => member.flatcar_at_boot_dropin(metadata, join_through.as_deref())?,
+        // The platform's profile check refuses this combination; this guards other callers.
+        (OsVariant::Debian, EtcdPlan::AtBoot { .. }) => {
             return Err(ComposeError::invalid(
                 "$.os",
-                "platform packet supports os flatcar only",
+                "an etcd member whose address is known only at boot needs os flatcar",
             ))
         }
-        (OsVariant::Debian, _) => member.debian_dropin()?,
     };
     b.unit(
         layout.etcd_unit,
@@ -159,12 +165,18 @@ impl From<BuildError> for ComposeError {
 mod tests {
     use super::*;
     use crate::model::Runtime;
-    use crate::platform::sample;
+    use crate::plan::{AgentSource, Delivery};
+    use crate::platform::{sample, Platform};
 
     /// Node `index` of `c` built for `platform` as `compose` builds it.
     fn build(c: &Cluster, index: usize, platform: Platform) -> Result<NodeIgnition, ComposeError> {
-        let encoding = crate::platform::for_platform(platform).inline_encoding();
-        node_ignition(c, &c.nodes[index], platform, &agent(), encoding)
+        let target = platform.target();
+        let delivery = Delivery {
+            agent: agent(),
+            inline_encoding: target.inline_encoding(),
+        };
+        let plan = target.plan_node(c, &c.nodes[index], &delivery)?;
+        node_ignition(c, &c.nodes[index], &plan)
     }
 
     fn agent() -> AgentSource {
@@ -286,12 +298,13 @@ mod tests {
     }
 
     #[test]
-    fn packet_refuses_debian() {
+    fn addresses_known_at_boot_need_flatcar() {
+        // The packet rules refuse `os: debian` at the profile stage; this is the guard behind.
         let c = debian_cluster();
         let err = build(&c, 0, Platform::Packet).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "$.os: platform packet supports os flatcar only"
+            "$.os: an etcd member whose address is known only at boot needs os flatcar"
         );
     }
 }

@@ -5,19 +5,16 @@ use std::fmt::Write as _;
 
 use molten_contract::{OsLayout, OsVariant};
 
+use std::net::Ipv4Addr;
+
+use crate::error::ComposeError;
 use crate::model::{Cluster, Node, Runtime};
-use crate::nodeconfig::{
-    etcd_url, PACKET_METADATA_ENV, PACKET_PRIVATE_IPV4_VAR, PACKET_SEED_TOKEN,
-};
-use crate::platform::ComposeError;
+use crate::plan::{etcd_url, BootMetadata};
 
 /// The name of every drop-in molten writes for a unit the OS ships.
 pub const DROPIN_NAME: &str = "20-molten.conf";
 
-/// Flatcar's metadata agent (Afterburn) on packet; writes [`PACKET_METADATA_ENV`].
-pub const PACKET_METADATA_UNIT: &str = "coreos-metadata.service";
-
-/// Where `mc etcd-join` leaves the membership it negotiated with the seed (packet).
+/// Where `mc etcd-join` leaves the membership it negotiated with the member it joined through.
 pub const ETCD_JOIN_ENV: &str = "/run/molten/etcd-join.env";
 
 /// Flatcar's wrapper that runs etcd in a container with the `ETCD_*` environment.
@@ -29,14 +26,11 @@ const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
 /// `basic.target`, which every service (etcd included) follows, so `Before=docker.socket` closes
 /// an ordering cycle that PID 1 breaks by deleting a random job at every boot. `docker.service`
 /// is ordered after `mc.service`, so a connection to the socket before then only queues dockerd.
-pub fn mc_unit(layout: &OsLayout, packet: bool) -> String {
-    let (metadata_after, metadata_wants) = if packet {
-        (
-            format!(" {PACKET_METADATA_UNIT}"),
-            format!(" {PACKET_METADATA_UNIT}"),
-        )
-    } else {
-        (String::new(), String::new())
+/// Where addresses come from a metadata agent, it also waits for that.
+pub fn mc_unit(layout: &OsLayout, metadata: Option<&BootMetadata>) -> String {
+    let (metadata_after, metadata_wants) = match metadata {
+        Some(m) => (format!(" {}", m.unit), format!(" {}", m.unit)),
+        None => (String::new(), String::new()),
     };
     format!(
         "[Unit]\n\
@@ -111,51 +105,27 @@ impl EtcdMember<'_> {
         ]
     }
 
-    /// Every member in profile order: `name=http://ip:peer,...`.
-    fn static_initial_cluster(&self) -> Result<String, ComposeError> {
-        let mut parts = Vec::new();
-        for member in self.cluster.etcd_members() {
-            let ip = member.ip.ok_or_else(|| {
-                ComposeError::invalid_at(
-                    &member.origin,
-                    format!("etcd member {} has no ip", member.name),
-                )
-            })?;
-            parts.push(format!(
-                "{}={}",
-                member.name,
-                etcd_url(ip, self.peer_port())
-            ));
-        }
-        Ok(parts.join(","))
-    }
-
-    fn own_ip(&self) -> Result<String, ComposeError> {
-        self.node.ip.map(|ip| ip.to_string()).ok_or_else(|| {
-            ComposeError::invalid_at(
-                &self.node.origin,
-                format!("etcd member {} has no ip", self.node.name),
-            )
-        })
-    }
-
     /// All settings of a statically bootstrapped member, `(suffix, value)`.
-    fn static_settings(&self) -> Result<Vec<(&'static str, String)>, ComposeError> {
+    fn static_settings(&self, ip: Ipv4Addr, initial_cluster: &str) -> Vec<(&'static str, String)> {
         let mut settings = vec![("NAME", self.node.name.clone())];
-        settings.extend(self.address_settings(&self.own_ip()?));
-        settings.push(("INITIAL_CLUSTER", self.static_initial_cluster()?));
+        settings.extend(self.address_settings(&ip.to_string()));
+        settings.push(("INITIAL_CLUSTER", initial_cluster.to_string()));
         settings.push(("INITIAL_CLUSTER_STATE", "new".to_string()));
         settings.push(("INITIAL_CLUSTER_TOKEN", self.cluster.name.clone()));
-        Ok(settings)
+        settings
     }
 
     /// Flatcar, addresses from the profile: `etcd-member.service` configured by `ETCD_*`.
-    pub fn flatcar_static_dropin(&self) -> Result<String, ComposeError> {
+    pub fn flatcar_static_dropin(
+        &self,
+        ip: Ipv4Addr,
+        initial_cluster: &str,
+    ) -> Result<String, ComposeError> {
         let mut env = vec![(
             "ETCD_IMAGE".to_string(),
             container_image(&self.cluster.etcd.runtime, "etcd")?.to_string(),
         )];
-        for (suffix, value) in self.static_settings()? {
+        for (suffix, value) in self.static_settings(ip, initial_cluster) {
             env.push((format!("ETCD_{suffix}"), value));
         }
         Ok(format!("[Service]\n{}", environment(&env)))
@@ -165,9 +135,13 @@ impl EtcdMember<'_> {
     /// same settings as flags. The packaged unit sets `ETCD_NAME=%H` (and reads more `ETCD_*`
     /// from `/etc/default/etcd`); etcd refuses a flag whose variable is also set, so the
     /// variables of exactly the flags passed here are unset.
-    pub fn debian_dropin(&self) -> Result<String, ComposeError> {
+    pub fn debian_dropin(
+        &self,
+        ip: Ipv4Addr,
+        initial_cluster: &str,
+    ) -> Result<String, ComposeError> {
         let binary = binary_path(&self.cluster.etcd.runtime, "etcd")?;
-        let settings = self.static_settings()?;
+        let settings = self.static_settings(ip, initial_cluster);
         let unset: Vec<String> = settings
             .iter()
             .map(|(suffix, _)| format!("ETCD_{suffix}"))
@@ -184,15 +158,22 @@ impl EtcdMember<'_> {
         Ok(text)
     }
 
-    /// Packet: addresses come from the metadata file at boot, so they are flags on the command
-    /// line (systemd expands `${VAR}` there, not in `Environment=`). The seed starts a
-    /// one-member cluster; every other member first joins through the seed with `mc etcd-join`,
-    /// whose environment file supplies `ETCD_INITIAL_CLUSTER` and the `existing` state.
-    pub fn flatcar_packet_dropin(&self, seed: bool) -> Result<String, ComposeError> {
-        let ip = format!("${{{PACKET_PRIVATE_IPV4_VAR}}}");
+    /// Addresses from a metadata file at boot: they are flags on the command line (systemd
+    /// expands `${VAR}` there, not in `Environment=`). The first member (`join_through` none)
+    /// starts a one-member cluster; every other one first joins through it with
+    /// `mc etcd-join`, whose environment file supplies `ETCD_INITIAL_CLUSTER` and the
+    /// `existing` state.
+    pub fn flatcar_at_boot_dropin(
+        &self,
+        metadata: &BootMetadata,
+        join_through: Option<&str>,
+    ) -> Result<String, ComposeError> {
+        let seed = join_through.is_none();
+        let ip = format!("${{{}}}", metadata.private_ipv4_var);
         let mut text = format!(
-            "[Unit]\nRequires={PACKET_METADATA_UNIT}\nAfter={PACKET_METADATA_UNIT}\n\
-             [Service]\nEnvironmentFile={PACKET_METADATA_ENV}\n"
+            "[Unit]\nRequires={unit}\nAfter={unit}\n[Service]\nEnvironmentFile={env}\n",
+            unit = metadata.unit,
+            env = metadata.env_file,
         );
         let state = if seed { "new" } else { "existing" };
         text.push_str(&environment(&[
@@ -207,15 +188,14 @@ impl EtcdMember<'_> {
                 self.cluster.name.clone(),
             ),
         ]));
-        if !seed {
+        if let Some(through) = join_through {
+            // Through another member: this member's own etcd is not running yet.
             let _ = write!(
                 text,
                 "EnvironmentFile=-{ETCD_JOIN_ENV}\n\
-                 ExecStartPre={} etcd-join --peer-port {} --etcd {}\n",
+                 ExecStartPre={} etcd-join --peer-port {} --etcd {through}\n",
                 OsVariant::Flatcar.layout().agent_binary,
                 self.peer_port(),
-                // Through the seed: this member's own etcd is not running yet.
-                etcd_url(PACKET_SEED_TOKEN, self.client_port()),
             );
         }
         let _ = write!(

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sha2::Digest;
-
-use super::ComposeError;
+use crate::digest;
+use crate::error::ComposeError;
 
 /// The checksum list of served bundles: `<sha256 hex>  <path>` per file, sorted by path.
 pub const SHA256SUMS: &str = "SHA256SUMS";
@@ -46,7 +45,7 @@ impl Entry {
 
     fn sha256(&self) -> String {
         match self {
-            Entry::InMemory(f) => sha256_hex(&f.contents),
+            Entry::InMemory(f) => digest::sha256_hex(&f.contents),
             Entry::Copied(f) => f.sha256.clone(),
         }
     }
@@ -70,13 +69,11 @@ impl Bundle {
             path: source.display().to_string(),
             source: err,
         };
-        let mut file = std::fs::File::open(source).map_err(read_error)?;
-        let mut hasher = sha2::Sha256::new();
-        let size = io::copy(&mut file, &mut hasher).map_err(read_error)?;
+        let (sha256, size) = digest::sha256_file(source).map_err(read_error)?;
         let copied = CopiedFile {
             source: source.to_path_buf(),
             size,
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
             mode,
         };
         self.insert(path, Entry::Copied(copied))
@@ -178,19 +175,10 @@ impl Bundle {
     }
 }
 
-/// Lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-/// Lowercase hex sha512 of `bytes`.
-pub fn sha512_hex(bytes: &[u8]) -> String {
-    hex::encode(sha2::Sha512::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::sha256_hex;
 
     #[test]
     fn sums_cover_every_file_in_order() {

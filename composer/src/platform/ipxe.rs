@@ -9,12 +9,29 @@
 
 use minijinja::context;
 
-use super::{render, sha512_hex, Bundle, ComposeError, ComposedNode, Platform};
-use crate::ignition::{sha512_hash, to_json, ConfigBuilder, UnitBody, SSH_USER};
-use crate::model::{self, Cluster, IpxeSettings, Node};
 use molten_contract::OsVariant;
 
+use super::bundle::Bundle;
+use super::target::{ComposedNode, Target};
+use super::templates::TemplateSet;
+use crate::digest::sha512_hex;
+use crate::error::ComposeError;
+use crate::ignition::{sha512_hash, to_json, ConfigBuilder, UnitBody, SSH_USER};
+use crate::model::{Cluster, IpxeSettings, Node};
+use crate::profile::{NodeValue, TargetCheck, TargetRules};
+
 pub struct Ipxe;
+
+static TEMPLATES: TemplateSet = TemplateSet::new(&[
+    (
+        "ipxe/boot.ipxe",
+        include_str!("../../../platforms/ipxe/boot.ipxe.j2"),
+    ),
+    (
+        "ipxe/node.ipxe",
+        include_str!("../../../platforms/ipxe/node.ipxe.j2"),
+    ),
+]);
 
 /// Where the install-time config leaves the node's full config for `flatcar-install`.
 const INSTALL_CONFIG_PATH: &str = "/var/lib/molten/install.ign";
@@ -29,9 +46,47 @@ fn settings(cluster: &Cluster) -> Result<&IpxeSettings, ComposeError> {
     })
 }
 
-impl Platform for Ipxe {
-    fn id(&self) -> model::Platform {
-        model::Platform::Ipxe
+impl TargetRules for Ipxe {
+    fn name(&self) -> &'static str {
+        "ipxe"
+    }
+
+    fn check_profile(&self, profile: &mut TargetCheck<'_, '_>) {
+        if profile.ipxe().is_none() {
+            let at = profile.section_at("ipxe");
+            profile.error(
+                &at,
+                "composing for ipxe needs a `platforms.ipxe` section (at least base_url)",
+            );
+        }
+        profile.require(
+            NodeValue::Ip,
+            "the ipxe platform needs a fixed private address for every node",
+        );
+        profile.require(
+            NodeValue::Mac,
+            "iPXE finds each node's config by the MAC of its booting NIC",
+        );
+        if profile.ipxe().is_some_and(|i| i.install_to_disk) {
+            profile.require(
+                NodeValue::InstallDisk,
+                "platforms.ipxe.install_to_disk is true",
+            );
+            if let (OsVariant::Debian, Some(at)) =
+                (profile.os().0, profile.ipxe_install_to_disk_at())
+            {
+                profile.error(&at, INSTALL_NEEDS_FLATCAR);
+            }
+        }
+    }
+}
+
+/// Install to disk runs `flatcar-install`.
+const INSTALL_NEEDS_FLATCAR: &str = "install to disk uses flatcar-install: it needs os flatcar";
+
+impl Target for Ipxe {
+    fn templates(&self) -> &'static TemplateSet {
+        &TEMPLATES
     }
 
     fn served_base_url(&self, cluster: &Cluster) -> Result<Option<String>, ComposeError> {
@@ -52,9 +107,10 @@ impl Platform for Ipxe {
         let ipxe = settings(cluster)?;
         let base = self.served_base_url(cluster)?.expect("ipxe always serves");
         if ipxe.install_to_disk && cluster.os != OsVariant::Flatcar {
+            // The profile stage reports this at the field; this guards other callers.
             return Err(ComposeError::invalid(
                 "$.platforms.ipxe.install_to_disk",
-                "install to disk uses flatcar-install: it needs os flatcar",
+                INSTALL_NEEDS_FLATCAR,
             ));
         }
         for asset in &ipxe.assets {
@@ -62,7 +118,9 @@ impl Platform for Ipxe {
         }
         bundle.add(
             "boot.ipxe",
-            render("ipxe/boot.ipxe", context! { cluster => &cluster.name })?.into_bytes(),
+            TEMPLATES
+                .render("ipxe/boot.ipxe", context! { cluster => &cluster.name })?
+                .into_bytes(),
             0o644,
         )?;
         for n in nodes {
@@ -87,7 +145,7 @@ impl Platform for Ipxe {
             let mut kernel_args = vec![first_boot_arg(cluster.os).to_string()];
             kernel_args.push(format!("ignition.config.url={base}/{boot_config}"));
             kernel_args.extend(ipxe.kernel_args.iter().cloned());
-            let script = render(
+            let script = TEMPLATES.render(
                 "ipxe/node.ipxe",
                 context! {
                     cluster => &cluster.name,
@@ -161,15 +219,16 @@ fn install_disk(node: &Node) -> Result<&str, ComposeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{compose, sample};
+    use crate::compose::compose;
+    use crate::platform::{sample, Platform};
 
-    fn text(out: &crate::platform::Composition, path: &str) -> String {
+    fn text(out: &crate::compose::Composition, path: &str) -> String {
         String::from_utf8(out.bundle.get(path).unwrap().contents.clone()).unwrap()
     }
 
     #[test]
     fn each_mac_gets_a_script_that_boots_its_config() {
-        let out = compose(&sample::cluster(1, 1), model::Platform::Ipxe).unwrap();
+        let out = compose(&sample::cluster(1, 1), Platform::Ipxe).unwrap();
         let script = text(&out, "nodes/52-54-00-00-00-01.ipxe");
         assert!(
             script.contains(
@@ -186,13 +245,13 @@ mod tests {
     fn install_to_disk_boots_an_installer_config() {
         let mut c = sample::cluster(1, 0);
         c.ipxe.as_mut().unwrap().install_to_disk = true;
-        let err = compose(&c, model::Platform::Ipxe).err().unwrap();
+        let err = compose(&c, Platform::Ipxe).err().unwrap();
         assert_eq!(
             err.to_string(),
             "$.nodes[0]: node node-0 has no install_disk; ipxe.install_to_disk needs one per node"
         );
         c.nodes[0].install_disk = Some("/dev/sda".into());
-        let out = compose(&c, model::Platform::Ipxe).unwrap();
+        let out = compose(&c, Platform::Ipxe).unwrap();
         let script = text(&out, "nodes/52-54-00-00-00-00.ipxe");
         assert!(script
             .contains("ignition.config.url=http://192.168.56.1:8080/ignition/node-0-install.ign"));

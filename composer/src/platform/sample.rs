@@ -17,7 +17,7 @@ pub const SSH_KEY: &str =
 /// A fixed stand-in for the `mc` binary, so composed hashes are stable.
 pub const FAKE_AGENT: &[u8] = b"#!/bin/sh\n# stand-in for mc in composer tests\nexit 0\n";
 
-pub use super::bundle::sha512_hex;
+pub use crate::digest::sha512_hex;
 
 /// `members` etcd+worker nodes followed by `workers` worker nodes, addresses from 10.0.0.10
 /// (wrapping into the next /24s for large clusters), zones round-robin over three, MACs

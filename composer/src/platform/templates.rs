@@ -1,47 +1,61 @@
-//! The platform templates (`platforms/<name>/*.j2`), compiled into the binary so `molten` is
-//! self-contained, rendered with minijinja in strict mode: a variable the code forgot to pass is
-//! an error, never an empty string in a Terraform file.
+//! Rendering a platform's templates (`platforms/<name>/*.j2`, compiled into the binary so
+//! `molten` is self-contained) with minijinja in strict mode: a variable the code forgot to pass
+//! is an error, never an empty string in a Terraform file. Each platform owns its
+//! [`TemplateSet`], so adding one touches no list here.
+
+use std::sync::OnceLock;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
-use super::ComposeError;
+use crate::error::ComposeError;
 
-/// `(name, source)` of every template.
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "packet/main.tf.json",
-        include_str!("../../../platforms/packet/main.tf.json.j2"),
-    ),
-    (
-        "packet/README.md",
-        include_str!("../../../platforms/packet/README.md.j2"),
-    ),
-    (
-        "vagrant/Vagrantfile",
-        include_str!("../../../platforms/vagrant/Vagrantfile.j2"),
-    ),
-    (
-        "ipxe/boot.ipxe",
-        include_str!("../../../platforms/ipxe/boot.ipxe.j2"),
-    ),
-    (
-        "ipxe/node.ipxe",
-        include_str!("../../../platforms/ipxe/node.ipxe.j2"),
-    ),
-];
-
-/// Names of every embedded template.
-pub fn template_names() -> impl Iterator<Item = &'static str> {
-    TEMPLATES.iter().map(|(name, _)| *name)
+/// A platform's templates, `(name, source)`, parsed once per process on first use (composing a
+/// large cluster renders a template per node).
+pub struct TemplateSet {
+    sources: &'static [(&'static str, &'static str)],
+    environment: OnceLock<Environment<'static>>,
 }
 
-/// Parsed once per process: composing a large cluster renders a template per node.
-fn environment() -> &'static Environment<'static> {
-    static ENV: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
-    ENV.get_or_init(build_environment)
+impl TemplateSet {
+    pub const fn new(sources: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            sources,
+            environment: OnceLock::new(),
+        }
+    }
+
+    /// Names of the templates in this set.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        self.sources.iter().map(|(name, _)| *name)
+    }
+
+    /// Parses every template of the set afresh, naming the first that does not parse.
+    pub fn parse_all(&self) -> Result<(), String> {
+        let mut env = base_environment();
+        for (name, source) in self.sources {
+            env.add_template(name, source)
+                .map_err(|e| format!("{name}: {e:#}"))?;
+        }
+        Ok(())
+    }
+
+    /// Renders the template `name` with `context`.
+    pub fn render(&self, name: &str, context: Value) -> Result<String, ComposeError> {
+        let env = self
+            .environment
+            .get_or_init(|| build_environment(self.sources));
+        let wrap = |source| ComposeError::Template {
+            name: name.to_string(),
+            source,
+        };
+        env.get_template(name)
+            .map_err(wrap)?
+            .render(context)
+            .map_err(wrap)
+    }
 }
 
-fn build_environment() -> Environment<'static> {
+fn base_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // No escaping by file name (`.json` would quote every value): templates say `tojson`
@@ -54,7 +68,12 @@ fn build_environment() -> Environment<'static> {
             .build()
             .expect("default delimiters are valid"),
     );
-    for (name, source) in TEMPLATES {
+    env
+}
+
+fn build_environment(sources: &'static [(&'static str, &'static str)]) -> Environment<'static> {
+    let mut env = base_environment();
+    for (name, source) in sources {
         env.add_template(name, source)
             .expect("embedded templates parse (checked by a unit test)");
     }
@@ -74,36 +93,16 @@ fn json_filter(value: Value) -> Result<String, minijinja::Error> {
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))
 }
 
-/// Renders the template `name` with `context`.
-pub fn render(name: &str, context: Value) -> Result<String, ComposeError> {
-    let env = environment();
-    let wrap = |source| ComposeError::Template {
-        name: name.to_string(),
-        source,
-    };
-    env.get_template(name)
-        .map_err(wrap)?
-        .render(context)
-        .map_err(wrap)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use minijinja::context;
 
-    #[test]
-    fn every_template_parses() {
-        let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
-            env.add_template(name, source)
-                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        }
-    }
+    static SET: TemplateSet = TemplateSet::new(&[("t/boot", "{{ cluster }}\n")]);
 
     #[test]
     fn json_refuses_missing_values() {
-        let mut env = build_environment();
+        let mut env = base_environment();
         env.add_template("t", "{{ x | json }}").unwrap();
         let t = env.get_template("t").unwrap();
         assert_eq!(t.render(context! { x => "a\"b" }).unwrap(), r#""a\"b""#);
@@ -113,9 +112,14 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_an_error() {
-        let err = render("ipxe/boot.ipxe", context! {}).unwrap_err();
+        assert_eq!(SET.names().collect::<Vec<_>>(), ["t/boot"]);
+        assert_eq!(
+            SET.render("t/boot", context! { cluster => "c" }).unwrap(),
+            "c\n"
+        );
+        let err = SET.render("t/boot", context! {}).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("template ipxe/boot.ipxe: "), "{text}");
+        assert!(text.starts_with("template t/boot: "), "{text}");
         assert!(text.contains("undefined"), "{text}");
     }
 }

@@ -6,11 +6,21 @@ use minijinja::value::Serde;
 use minijinja::{context, Value};
 use serde::Serialize;
 
-use super::{render, sha512_hex, Bundle, ComposeError, ComposedNode, Platform};
+use super::bundle::Bundle;
+use super::target::{ComposedNode, Target};
+use super::templates::TemplateSet;
+use crate::digest::sha512_hex;
+use crate::error::ComposeError;
 use crate::ignition::{replace_config, sha512_hash, to_json};
-use crate::model::{self, Cluster, Node};
+use crate::model::{Cluster, Node};
+use crate::profile::{NodeValue, TargetCheck, TargetRules};
 
 pub struct Vagrant;
+
+static TEMPLATES: TemplateSet = TemplateSet::new(&[(
+    "vagrant/Vagrantfile",
+    include_str!("../../../platforms/vagrant/Vagrantfile.j2"),
+)]);
 
 /// VirtualBox's limit for a guest property value (coreos/ignition#2226).
 pub const POINTER_LIMIT: usize = 1024;
@@ -26,9 +36,29 @@ fn pointer_path(node: &Node) -> String {
     format!("pointer/{}.ign", node.name)
 }
 
-impl Platform for Vagrant {
-    fn id(&self) -> model::Platform {
-        model::Platform::Vagrant
+impl TargetRules for Vagrant {
+    fn name(&self) -> &'static str {
+        "vagrant"
+    }
+
+    fn check_profile(&self, profile: &mut TargetCheck<'_, '_>) {
+        profile.require(
+            NodeValue::Ip,
+            "the vagrant platform needs a fixed private address for every node",
+        );
+        if let Some(host_at) = profile.vagrant_host_at().cloned() {
+            let host_ip = profile.vagrant().host_ip;
+            if let Some(node) = profile.node_with_ip(host_ip) {
+                let message = format!("host_ip {host_ip} is also {node}'s address");
+                profile.error(&host_at, message);
+            }
+        }
+    }
+}
+
+impl Target for Vagrant {
+    fn templates(&self) -> &'static TemplateSet {
+        &TEMPLATES
     }
 
     fn served_base_url(&self, cluster: &Cluster) -> Result<Option<String>, ComposeError> {
@@ -82,7 +112,7 @@ impl Platform for Vagrant {
         };
         bundle.add(
             "Vagrantfile",
-            render("vagrant/Vagrantfile", ctx)?.into_bytes(),
+            TEMPLATES.render("vagrant/Vagrantfile", ctx)?.into_bytes(),
             0o644,
         )?;
         Ok(())
@@ -92,7 +122,9 @@ impl Platform for Vagrant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{compose, sample, AGENT_ASSET};
+    use crate::compose::compose;
+    use crate::model::AGENT_ASSET;
+    use crate::platform::{sample, Platform};
 
     #[test]
     fn pointers_replace_themselves_with_the_hashed_full_config() {
@@ -101,7 +133,7 @@ mod tests {
         let agent = dir.path().join("mc");
         std::fs::write(&agent, sample::FAKE_AGENT).unwrap();
         let c = sample::with_local_agent(c, agent, sample::FAKE_AGENT);
-        let out = compose(&c, model::Platform::Vagrant).unwrap();
+        let out = compose(&c, Platform::Vagrant).unwrap();
         let full = &out.bundle.get("ignition/node-1.ign").unwrap().contents;
         let pointer: serde_json::Value =
             serde_json::from_slice(&out.bundle.get("pointer/node-1.ign").unwrap().contents)

@@ -1,21 +1,20 @@
 //! Where nodes get `mc`: a local file the composer hashes, or a URL with a given sha512.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha512};
-
 use super::raw::RawProfile;
 use super::report::{At, Report};
+use super::target::TargetRules;
 use super::values;
-use crate::model::{Agent, Platform};
+use crate::digest;
+use crate::model::Agent;
 
 pub(crate) fn agent(
     raw: &RawProfile,
     base_dir: &Path,
     agent_override: Option<&Path>,
-    platform: Option<Platform>,
+    target: Option<&dyn TargetRules>,
     report: &mut Report,
 ) -> Option<Agent> {
     if let Some(path) = agent_override {
@@ -24,10 +23,14 @@ pub(crate) fn agent(
         return local(path, path, None, &at, report);
     }
     let Some(section) = raw.agent.as_ref() else {
-        let message = if platform == Some(Platform::Packet) {
-            "no agent: packet nodes download it, so set agent.url + agent.sha512"
-        } else {
-            "no agent: set agent.path or agent.url + agent.sha512, or pass --agent PATH"
+        let message = match target.filter(|t| !t.serves_files()) {
+            Some(t) => format!(
+                "no agent: {} nodes download it, so set agent.url + agent.sha512",
+                t.name()
+            ),
+            None => {
+                "no agent: set agent.path or agent.url + agent.sha512, or pass --agent PATH".into()
+            }
         };
         report.error(&At::new("$.agent", (0, 0)), message);
         return None;
@@ -155,14 +158,12 @@ fn local(
     })
 }
 
+/// `(sha512, size)` of a regular file (a directory opens, but is no agent).
 fn hash_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    if file.metadata()?.is_dir() {
+    if std::fs::metadata(path)?.is_dir() {
         return Err(io::Error::other("it is a directory"));
     }
-    let mut hasher = Sha512::new();
-    let size = io::copy(&mut file, &mut hasher)?;
-    Ok((hex::encode(hasher.finalize()), size))
+    digest::sha512_file(path)
 }
 
 /// The sha512 of a file, as the composer records it (lowercase hex).

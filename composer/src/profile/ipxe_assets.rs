@@ -9,7 +9,7 @@ use super::raw::{RawIpxe, Sp};
 use super::report::{At, Report};
 use super::values;
 use crate::model::IpxeAsset;
-use crate::platform::AGENT_ASSET;
+use crate::model::AGENT_ASSET;
 
 const BASE: &str = "$.platforms.ipxe";
 

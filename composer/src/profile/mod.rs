@@ -7,6 +7,7 @@
 
 mod agent;
 pub mod defaults;
+mod draft;
 mod ipxe_assets;
 mod nodes;
 mod parse;
@@ -15,24 +16,28 @@ mod racks;
 pub mod raw;
 mod report;
 mod settings;
+pub mod target;
 mod values;
 
 use std::path::Path;
 
 use crate::diagnostics::Diagnostics;
-use crate::model::{self, Cluster, Platform};
+use crate::model::{self, Cluster};
 
 pub use agent::sha512_of;
 pub use parse::PROFILE_VERSION;
+pub use report::At;
+pub use target::{NodeValue, TargetCheck, TargetRules};
 
-use report::{At, Report};
+use report::Report;
 
 /// How to load a profile.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct LoadOptions<'a> {
-    /// The platform being composed for: its section and node requirements are checked, and on
-    /// packet node addresses are dropped (they come from metadata at boot).
-    pub platform: Option<model::Platform>,
+    /// The rules of the platform being composed for (`Platform::X.rules()`): its section and
+    /// node requirements are checked, and where it assigns addresses at boot the profile's are
+    /// dropped.
+    pub platform: Option<&'a dyn TargetRules>,
     /// `--agent PATH`: use this local file as the agent, whatever the profile says.
     pub agent_override: Option<&'a Path>,
     /// Treat warnings as errors.
@@ -228,19 +233,24 @@ fn build(
         docker.as_ref(),
         report,
     );
-    if let Some(platform) = opts.platform {
-        let targets = platforms::Targets {
-            has_packet: packet.is_some(),
-            has_ipxe: ipxe.is_some(),
-            install_to_disk: ipxe.as_ref().is_some_and(|i| i.install_to_disk),
-            vagrant_host_ip: vagrant.host_ip,
+    if let Some(rules) = opts.platform {
+        let mut check = TargetCheck {
+            raw,
+            drafts: &expanded.0,
+            packet: packet.as_ref(),
+            ipxe: ipxe.as_ref(),
+            vagrant: &vagrant,
             vagrant_host_at: host_at.as_ref(),
             local_agent_at: agent::local_origin(raw, opts.agent_override, agent.as_ref()),
+            report,
         };
-        platforms::check_target(platform, raw, &expanded.0, targets, report);
+        rules.check_profile(&mut check);
     }
     let mut nodes: Vec<model::Node> = expanded.0.into_iter().map(|d| d.node).collect();
-    if opts.platform == Some(Platform::Packet) {
+    if opts
+        .platform
+        .is_some_and(|rules| rules.assigns_addresses_at_boot())
+    {
         for node in &mut nodes {
             node.ip = None;
         }

@@ -7,28 +7,12 @@ use std::net::Ipv4Addr;
 
 use molten_contract::{DockerSettings, Role, SubnetError};
 
+use super::draft::{install_disk, roles, Draft};
 use super::racks;
-use super::raw::{RawNode, RawProfile, RawRole, Sp};
+use super::raw::{RawNode, RawProfile, Sp};
 use super::report::{At, Report};
 use super::values;
 use crate::model::{Flannel, MacAddr, Node, Origin};
-
-/// A node with the places its values came from, so later checks can point at them.
-pub(crate) struct Draft {
-    pub node: Node,
-    /// How messages name this node: `nodes[0]` or `racks[1] (rack-b-03)`.
-    pub label: String,
-    /// Appended to messages reported at a rack's shared key: ` (for rack-b-03)`.
-    pub suffix: String,
-    pub entry: At,
-    pub name_at: At,
-    pub zone_at: At,
-    pub roles_at: At,
-    /// Where the address was written (the rack's `start_ip` for rack nodes), if it was.
-    pub ip_at: Option<At>,
-    pub mac_at: Option<At>,
-    pub disk_at: Option<At>,
-}
 
 /// Every node in profile order, and whether every rack could be expanded (checks that count
 /// nodes, like "no etcd member", are skipped when one could not).
@@ -49,41 +33,6 @@ pub(crate) fn expand(raw: &RawProfile, report: &mut Report) -> (Vec<Draft>, bool
         }
     }
     (drafts, complete)
-}
-
-pub(super) fn roles(raw: &Sp<Vec<Sp<RawRole>>>, at: &At, report: &mut Report) -> Vec<Role> {
-    let mut roles: Vec<Role> = raw
-        .iter()
-        .map(|r| match **r {
-            RawRole::Etcd => Role::Etcd,
-            RawRole::Worker => Role::Worker,
-        })
-        .collect();
-    roles.sort();
-    roles.dedup();
-    if roles.is_empty() {
-        report.error(at, "a node needs at least one role: etcd, worker or both");
-    }
-    roles
-}
-
-pub(super) fn install_disk(
-    raw: Option<&Sp<String>>,
-    at: &At,
-    report: &mut Report,
-) -> Option<String> {
-    let disk = raw?;
-    let ok = disk.len() > "/dev/".len()
-        && disk.starts_with("/dev/")
-        && !disk.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
-        report.error(
-            at,
-            format!("`{}` is not a device path like /dev/sda", disk.as_str()),
-        );
-        return None;
-    }
-    Some(disk.to_string())
 }
 
 fn explicit(i: usize, raw: &Sp<RawNode>, report: &mut Report) -> Draft {

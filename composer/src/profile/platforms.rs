@@ -1,4 +1,5 @@
-//! The `platforms` sections, and what composing for one platform demands of the nodes.
+//! The `platforms` sections. What composing for one platform demands of the profile is that
+//! platform's rule ([`super::target::TargetRules`]).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -7,11 +8,11 @@ use molten_contract::DockerSettings;
 
 use super::defaults as d;
 use super::ipxe_assets;
-use super::nodes::{address_problem, Draft};
-use super::raw::{RawIpxe, RawPacket, RawProfile, RawVagrant, Sp};
+use super::nodes::address_problem;
+use super::raw::{RawIpxe, RawPacket, RawVagrant, Sp};
 use super::report::{At, Report};
 use super::values;
-use crate::model::{Flannel, IpxeSettings, PacketSettings, Platform, VagrantSettings};
+use crate::model::{Flannel, IpxeSettings, PacketSettings, VagrantSettings};
 
 fn at<T>(path: &str, value: &Sp<T>) -> At {
     At::of(path, value)
@@ -241,133 +242,4 @@ pub(crate) fn ipxe(raw: &RawIpxe, base_dir: &Path, report: &mut Report) -> IpxeS
         install_to_disk: raw.install_to_disk.as_ref().is_some_and(|b| **b),
         assets,
     }
-}
-
-/// What composing for `platform` needs beyond the profile's own rules.
-pub(crate) fn check_target(
-    platform: Platform,
-    raw: &RawProfile,
-    drafts: &[Draft],
-    settings: Targets<'_>,
-    report: &mut Report,
-) {
-    let sections = raw.platforms.as_ref();
-    let section_at = |key: &str| match sections {
-        Some(p) => At::of("$.platforms", p).child(key),
-        None => At::new(format!("$.platforms.{key}"), (0, 0)),
-    };
-    let needs = |report: &mut Report, what: &str, why: &str| {
-        let mut seen = std::collections::HashSet::new();
-        for draft in drafts {
-            let (missing, written) = match what {
-                "ip" => (draft.ip_at.is_none(), "start_ip"),
-                "mac" => (draft.mac_at.is_none(), "start_mac"),
-                _ => (draft.disk_at.is_none(), "install_disk"),
-            };
-            if missing && seen.insert(draft.entry.path.clone()) {
-                let key = if draft.suffix.is_empty() {
-                    what
-                } else {
-                    written
-                };
-                let whose = draft.label.split(' ').next().unwrap_or_default();
-                report.error(&draft.entry, format!("{whose} has no {key}; {why}"));
-            }
-        }
-    };
-    match platform {
-        Platform::Vagrant => {
-            needs(
-                report,
-                "ip",
-                "the vagrant platform needs a fixed private address for every node",
-            );
-            if let Some(host_at) = settings.vagrant_host_at {
-                if let Some(node) = drafts
-                    .iter()
-                    .find(|d| d.node.ip == Some(settings.vagrant_host_ip))
-                {
-                    report.error(
-                        host_at,
-                        format!(
-                            "host_ip {} is also {}'s address",
-                            settings.vagrant_host_ip, node.label
-                        ),
-                    );
-                }
-            }
-        }
-        Platform::Ipxe => {
-            if !settings.has_ipxe {
-                report.error(
-                    &section_at("ipxe"),
-                    "composing for ipxe needs a `platforms.ipxe` section (at least base_url)",
-                );
-            }
-            needs(
-                report,
-                "ip",
-                "the ipxe platform needs a fixed private address for every node",
-            );
-            needs(
-                report,
-                "mac",
-                "iPXE finds each node's config by the MAC of its booting NIC",
-            );
-            if settings.install_to_disk {
-                needs(
-                    report,
-                    "install_disk",
-                    "platforms.ipxe.install_to_disk is true",
-                );
-            }
-        }
-        Platform::Packet => {
-            if !settings.has_packet {
-                report.error(
-                    &section_at("packet"),
-                    "composing for packet needs a `platforms.packet` section (project_id, metro, plan)",
-                );
-            }
-            if let Some(agent_at) = &settings.local_agent_at {
-                report.error(agent_at, packet_local_agent(agent_at));
-            }
-            let mut seen = std::collections::HashSet::new();
-            for draft in drafts {
-                if let Some(ip_at) = &draft.ip_at {
-                    if seen.insert(ip_at.path.clone()) {
-                        report.error(
-                            ip_at,
-                            "packet assigns private addresses at boot: remove the address from the profile",
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The platform settings `check_target` looks at.
-pub(crate) struct Targets<'a> {
-    pub has_packet: bool,
-    pub has_ipxe: bool,
-    pub install_to_disk: bool,
-    pub vagrant_host_ip: Ipv4Addr,
-    pub vagrant_host_at: Option<&'a At>,
-    /// Where a local agent binary was named, if the agent is one.
-    pub local_agent_at: Option<At>,
-}
-
-/// Why packet refuses a local agent, and what to write instead.
-fn packet_local_agent(at: &At) -> String {
-    let instead = if at.path == "--agent" {
-        "drop --agent and give"
-    } else {
-        "replace agent.path with"
-    };
-    format!(
-        "platform packet serves no files, so its nodes cannot download a local agent binary: \
-         publish mc where the nodes can reach it, then {instead} \
-         `agent: {{url: <its URL>, sha512: <its sha512sum>}}` in the profile"
-    )
 }

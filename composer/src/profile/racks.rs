@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use molten_contract::Role;
 
 use super::defaults as d;
-use super::nodes::{install_disk, roles, Draft};
+use super::draft::{install_disk, roles, Draft};
 use super::raw::{RawRack, Sp};
 use super::report::{At, Report};
 use super::values;

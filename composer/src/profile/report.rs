@@ -6,7 +6,7 @@ use super::raw::Sp;
 
 /// A place in the profile: its path and 1-based (line, column); (0, 0) when it has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct At {
+pub struct At {
     pub path: String,
     pub line: usize,
     pub column: usize,

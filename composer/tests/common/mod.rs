@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use molten::model::Platform;
 use molten::platform::sample::FAKE_AGENT;
+use molten::platform::Platform;
 
 /// The repository root (profiles/ lives there).
 pub fn repo_root() -> PathBuf {
@@ -60,7 +60,7 @@ pub fn profile_for(platform: Platform, profile: &Path, work: &Path) -> PathBuf {
         "{}-with-agent.yaml",
         profile.file_stem().unwrap().to_string_lossy()
     ));
-    let hash = molten::platform::sha512_hex(FAKE_AGENT);
+    let hash = molten::digest::sha512_hex(FAKE_AGENT);
     std::fs::write(
         &copy,
         format!("{text}\nagent:\n  url: https://downloads.example.org/mc\n  sha512: {hash}\n"),
