@@ -4,7 +4,7 @@
 //! docker0 moved to the bridge CIDR. A second converge touches nothing. And a first-boot converge
 //! whose reload loses Docker's queued start job enqueues it again without waiting for it. Needs
 //! root and, the first time, a Debian mirror to build the cached node image (like the lab's own
-//! tests).
+//! tests). A first daemon-reload that fails is done by the next converge, which reports it.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -300,6 +300,110 @@ async fn a_start_job_lost_by_the_first_boot_reload_is_enqueued_again_without_blo
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(state, "active", "{}", node.diagnose(&["docker.service"]));
+
+    node.kill().unwrap();
+}
+
+/// The node's real systemd, except that the first `daemon-reload` fails (as it does when the
+/// manager is busy or a D-Bus call times out) without reaching systemd.
+struct FirstReloadFails<'a> {
+    systemctl: &'a Systemctl,
+    failed: std::cell::Cell<bool>,
+}
+
+impl Systemd for FirstReloadFails<'_> {
+    fn is_running(&self) -> bool {
+        self.systemctl.is_running()
+    }
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        if !self.failed.replace(true) {
+            anyhow::bail!("Failed to reload daemon: Connection timed out (forced by the test)");
+        }
+        self.systemctl.daemon_reload()
+    }
+    fn is_active(&self, unit: &str) -> anyhow::Result<bool> {
+        self.systemctl.is_active(unit)
+    }
+    fn restart(&self, unit: &str) -> anyhow::Result<()> {
+        self.systemctl.restart(unit)
+    }
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        self.systemctl.queued_start_jobs()
+    }
+    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
+        self.systemctl.start_no_block(units)
+    }
+}
+
+/// dockerd's command line as systemd has loaded it. (systemd's own `NeedDaemonReload` stays
+/// "no" here: it does not notice a drop-in directory that did not exist when it loaded the unit,
+/// which is why mc keeps its own record of what is due.)
+fn loaded_exec_start(node: &LabNode) -> String {
+    node.exec(&[
+        "systemctl",
+        "show",
+        "-p",
+        "ExecStart",
+        "--value",
+        "docker.service",
+    ])
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_daemon_reload_is_retried_by_the_next_converge_which_reports_a_change() {
+    let image = image::ensure_image(&image_cache()).unwrap();
+    let id = unique_id();
+    let hub = Hub::create(&format!("{id}-hub"), HUB_IP, 24).unwrap();
+    let netns = hub.attach(&format!("{id}-n1"), "p1", NODE_IP).unwrap();
+    std::fs::create_dir_all(nodes_dir()).unwrap();
+    let work = tempfile::tempdir_in(nodes_dir()).unwrap();
+    let name = "units-retry";
+    let mut node = LabNode::create(name, NODE_IP, &image, &work.path().join(name), netns).unwrap();
+    let ign = work.path().join("node.ign");
+    std::fs::write(&ign, ignition_config(name)).unwrap();
+    ignition::apply_files(&ign, &node.root()).unwrap();
+    node.boot().unwrap();
+    node.wait_booted(Duration::from_secs(120)).unwrap();
+    assert_docker_active(&node);
+    let pid_before = main_pid(&node);
+
+    let cfg = config();
+    let (_ca, tls) = install_tls(&node, &cfg, name);
+    let (root, node_systemctl) = agent_view(&node);
+    let flaky = FirstReloadFails {
+        systemctl: &node_systemctl,
+        failed: std::cell::Cell::new(false),
+    };
+
+    let err = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &flaky).unwrap_err();
+    assert!(format!("{err:#}").contains("forced by the test"), "{err:#}");
+    // The drop-ins are on disk, systemd has not read them, dockerd runs the old configuration.
+    assert!(!loaded_exec_start(&node).contains("--tlsverify"));
+    assert_eq!(main_pid(&node), pid_before);
+
+    // The next converge finds no file to change but the reload and restart still due.
+    let second = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &flaky).unwrap();
+    assert!(second.written.is_empty(), "{second:?}");
+    assert!(second.reloaded, "{second:?}");
+    assert_eq!(second.retried, ["docker.service", "flanneld.service"]);
+    assert_eq!(second.restarted, ["docker.service"], "{second:?}");
+    assert!(second.changed(), "reported as a change: {second:?}");
+    assert!(loaded_exec_start(&node).contains("--tlsverify"));
+    assert_docker_active(&node);
+    assert_ne!(
+        main_pid(&node),
+        pid_before,
+        "dockerd restarted into the new configuration"
+    );
+    let docker0 = node
+        .exec(&["ip", "-4", "-o", "addr", "show", "dev", "docker0"])
+        .unwrap();
+    assert!(docker0.contains("10.255.240.1/20"), "{docker0}");
+
+    // Then nothing is due any more.
+    let third = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &node_systemctl).unwrap();
+    assert_eq!(third, systemd::UnitsOutcome::default());
 
     node.kill().unwrap();
 }

@@ -337,6 +337,12 @@ fn units_done(result: &systemd::UnitsOutcome) -> Done {
     if !result.removed.is_empty() {
         parts.push(format!("removed {}", names(&result.removed)));
     }
+    if !result.retried.is_empty() {
+        parts.push(format!(
+            "retried what an earlier run left undone for {}",
+            result.retried.join(", ")
+        ));
+    }
     if result.reloaded {
         parts.push("daemon-reload".to_string());
     }

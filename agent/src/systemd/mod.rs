@@ -7,7 +7,10 @@
 //! (`mc.service` is ordered before them), so they simply start with the new configuration.
 
 mod files;
+pub mod pending;
 mod render;
+#[cfg(test)]
+mod retry_tests;
 mod systemctl;
 #[cfg(test)]
 mod tests;
@@ -63,21 +66,24 @@ pub struct UnitsOutcome {
     /// Units whose queued start job vanished during our `daemon-reload` (systemd#23615) and
     /// that were enqueued again with `systemctl start --no-block`.
     pub requeued: Vec<String>,
+    /// Units whose reload or restart an earlier run left undone (it failed), done now.
+    pub retried: Vec<String>,
     /// Actions not done because systemd does not run in the managed root, e.g.
     /// `daemon-reload`, `restart docker.service (if active)`.
     pub skipped: Vec<String>,
 }
 
 impl UnitsOutcome {
-    /// Whether any file changed on disk.
+    /// Whether any file changed on disk, or unit actions an earlier run left undone were done.
     pub fn changed(&self) -> bool {
-        !self.written.is_empty() || !self.removed.is_empty()
+        !self.written.is_empty() || !self.removed.is_empty() || !self.retried.is_empty()
     }
 }
 
 /// Writes this node's drop-ins under `<root><layout.unit_dir>`, removes drop-ins of ours it no
 /// longer needs, and applies the changes: one `daemon-reload`, then a restart of each changed
-/// unit that is active.
+/// unit that is active. Actions that were due but failed in an earlier run (recorded in
+/// [`pending::PENDING_PATH`]) are done too, though no file changed this time.
 ///
 /// Unit actions happen only when the managed root shows a booted systemd
 /// (`<root>/run/systemd/system`, what `sd_booted()` checks) and `systemd` answers; otherwise
@@ -119,9 +125,16 @@ pub fn converge_units(
         outcome.removed.push(stale);
     }
 
-    if !changed_units.is_empty() {
+    let pending_path = under_root(root, pending::PENDING_PATH);
+    let due = pending::read(&pending_path)?;
+    if !changed_units.is_empty() || !due.is_empty() {
+        if !due.is_empty() {
+            tracing::warn!(units = %join(&due), "unit actions an earlier run left undone: retrying");
+        }
+        let units: BTreeSet<String> = changed_units.union(&due).cloned().collect();
+        outcome.retried = due.into_iter().collect();
         let watched = watched_units(config);
-        apply(root, systemd, &changed_units, &watched, &mut outcome)?;
+        apply(root, systemd, &units, &watched, &pending_path, &mut outcome)?;
     }
     Ok(outcome)
 }
@@ -148,6 +161,7 @@ fn apply(
     systemd: &dyn Systemd,
     changed_units: &BTreeSet<String>,
     watched: &BTreeSet<String>,
+    pending_path: &Path,
     outcome: &mut UnitsOutcome,
 ) -> anyhow::Result<()> {
     if !systemd_manages(root, systemd) {
@@ -160,6 +174,9 @@ fn apply(
         );
         return Ok(());
     }
+    // Recorded before acting, cleared after: a failure below leaves it for the next run.
+    pending::write(pending_path, changed_units)
+        .context("cannot record the unit actions before doing them")?;
     let queued_before: BTreeSet<String> = systemd
         .queued_start_jobs()
         .context("cannot list systemd's queued jobs before reloading")?
@@ -185,7 +202,11 @@ fn apply(
             outcome.restarted.push(unit.clone());
         }
     }
-    Ok(())
+    pending::clear(pending_path)
+}
+
+fn join(units: &BTreeSet<String>) -> String {
+    units.iter().cloned().collect::<Vec<_>>().join(" ")
 }
 
 /// systemd can drop queued start jobs on `daemon-reload` (systemd#23615). Starts again, without

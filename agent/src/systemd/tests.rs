@@ -12,18 +12,20 @@ use super::*;
 
 /// Records every call; `active` lists the units that run.
 #[derive(Default)]
-struct FakeSystemd {
-    running: bool,
-    active: BTreeSet<String>,
-    fail_restart: bool,
+pub(super) struct FakeSystemd {
+    pub running: bool,
+    pub active: BTreeSet<String>,
+    pub fail_restart: bool,
+    /// How many of the next `daemon-reload`s fail.
+    pub failing_reloads: std::cell::Cell<u32>,
     /// Units with a queued start job; `daemon-reload` drops those in `lost_on_reload`.
-    queued: RefCell<Vec<String>>,
-    lost_on_reload: BTreeSet<String>,
-    calls: RefCell<Vec<String>>,
+    pub queued: RefCell<Vec<String>>,
+    pub lost_on_reload: BTreeSet<String>,
+    pub calls: RefCell<Vec<String>>,
 }
 
 impl FakeSystemd {
-    fn running(active: &[&str]) -> Self {
+    pub fn running(active: &[&str]) -> Self {
         Self {
             running: true,
             active: active.iter().map(|u| u.to_string()).collect(),
@@ -31,11 +33,11 @@ impl FakeSystemd {
         }
     }
 
-    fn calls(&self) -> Vec<String> {
+    pub fn calls(&self) -> Vec<String> {
         self.calls.borrow().clone()
     }
 
-    fn take_calls(&self) -> Vec<String> {
+    pub fn take_calls(&self) -> Vec<String> {
         self.calls.borrow_mut().drain(..).collect()
     }
 }
@@ -46,6 +48,10 @@ impl Systemd for FakeSystemd {
     }
     fn daemon_reload(&self) -> anyhow::Result<()> {
         self.calls.borrow_mut().push("daemon-reload".into());
+        if self.failing_reloads.get() > 0 {
+            self.failing_reloads.set(self.failing_reloads.get() - 1);
+            anyhow::bail!("Failed to reload daemon: Access denied");
+        }
         self.queued
             .borrow_mut()
             .retain(|u| !self.lost_on_reload.contains(u));
@@ -82,7 +88,7 @@ pub(super) fn config(os: OsVariant) -> NodeConfig {
     config
 }
 
-const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+pub(super) const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 
 /// `converge_units` for the sample node on `os` at [`IP`] with the standard TLS paths.
 fn converge_sample(
@@ -93,7 +99,7 @@ fn converge_sample(
     converge_units(root, &config(os), IP, &tls(), systemd)
 }
 
-fn tls() -> TlsPaths {
+pub(super) fn tls() -> TlsPaths {
     TlsPaths {
         ca: "/etc/molten/tls/ca.pem".into(),
         server_cert: "/etc/molten/tls/server-cert.pem".into(),
@@ -102,13 +108,13 @@ fn tls() -> TlsPaths {
 }
 
 /// A root whose systemd is booted (`<root>/run/systemd/system` exists).
-fn booted_root() -> tempfile::TempDir {
+pub(super) fn booted_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
     root
 }
 
-fn dropin(root: &Path, unit: &str) -> PathBuf {
+pub(super) fn dropin(root: &Path, unit: &str) -> PathBuf {
     root.join("etc/systemd/system")
         .join(format!("{unit}.d"))
         .join(DROPIN_NAME)
