@@ -15,7 +15,10 @@ Examples:
                                       converge a directory tree (tests, operators)
   mc status                           the whole cluster: who failed, where, why
   mc bosh write --dir /var/lib/bosh   cloud-config.yml and cpi-config.yml
-  mc etcd-join                        add this member before etcd starts (packet)";
+  mc etcd-join                        add this member before etcd starts (packet)
+  mc etcd members                     every etcd member and its health
+  mc etcd remove core-03              remove a dead member (refused if quorum would go)
+  mc etcd promote                     make this node's learner a voting member";
 
 /// `mc --version`: the crate version and the git commit it was built from (build.rs).
 pub const VERSION: &str = concat!(
@@ -54,6 +57,9 @@ pub enum Command {
     /// Renew this node's certificates when a third of their validity is left; restart the
     /// daemons whose files changed (mc-renew.timer, daily).
     Renew(RenewArgs),
+    /// etcd membership, snapshots and restore, without etcdctl.
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
     /// Print mc's version.
     Version,
 }
@@ -127,6 +133,9 @@ pub struct ConvergeArgs {
     /// Print the published status as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Wait this long for another mc changing this node to finish (exit 75 after).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub lock_wait: u64,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +203,38 @@ pub struct EtcdJoinArgs {
     /// Where to write etcd's environment [default: <root>/run/molten/etcd-join.env].
     #[arg(long, value_name = "PATH")]
     pub env_file: Option<PathBuf>,
+    /// etcd's data dir on this node [default: <root>/var/lib/etcd].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EtcdCommand {
+    /// Every member with its health: leader, raft index, lag, db size.
+    Members {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a member (dead, or to shrink), refused if the cluster would lose quorum.
+    Remove {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The member's name.
+        name: String,
+    },
+    /// Promote a learner to a voting member once it has caught up.
+    Promote {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The member's name [default: this node's].
+        name: Option<String>,
+        /// Wait this long for the learner to catch up.
+        #[arg(long, default_value_t = 120, value_name = "SECS")]
+        wait: u64,
+    },
 }
 
 #[cfg(test)]

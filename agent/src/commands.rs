@@ -11,6 +11,7 @@ use crate::cli::{BoshArgs, BoshCommand, Cli, Command, LocalArgs, NodeArgs};
 use crate::converge::{self, Options};
 use crate::etcd::{self, Retry};
 use crate::etcd_join::{self, JoinOptions};
+use crate::lock::NodeLock;
 use crate::status::{self, StatusOptions};
 use crate::systemd::Systemctl;
 
@@ -27,6 +28,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 docker_host: args.docker_host,
                 stage: args.stage,
                 etcd_retry: retry(&args.node),
+            };
+            // A node without a readable config is refused before anything, the lock included,
+            // is created under its root.
+            converge::load_config(&options.config_path())?;
+            let _lock = match lock(&args.node, "mc converge", args.lock_wait) {
+                Ok(lock) => lock,
+                Err(busy) => return Ok(busy),
             };
             let report = converge::converge(&options, &Systemctl::local()).await?;
             let status_json = serde_json::to_string_pretty(&report.status)?;
@@ -74,13 +82,27 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 etcd: args.node.etcd.clone(),
                 peer_port: args.peer_port,
                 env_file: args.env_file,
+                data_dir: args.data_dir,
                 retry: retry(&args.node),
             };
+            let _lock = match lock(&args.node, "mc etcd-join", 60) {
+                Ok(lock) => lock,
+                Err(busy) => return Ok(busy),
+            };
             let outcome = etcd_join::join(&options).await?;
+            if !outcome.replaced.is_empty() {
+                println!(
+                    "removed this node's old member(s) {}: their data was gone",
+                    outcome.replaced.join(", ")
+                );
+            }
+            if let Some(path) = &outcome.moved_aside {
+                println!("moved data of a removed member aside to {}", path.display());
+            }
             println!(
                 "{} {}; ETCD_INITIAL_CLUSTER={}{}",
                 if outcome.added {
-                    "added member,"
+                    "added as a learner (mc etcd promote makes it a voter),"
                 } else {
                     "already a member,"
                 },
@@ -130,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Etcd(command) => crate::etcd_commands::run(command).await,
         Command::Version => {
             println!("mc {}", crate::cli::VERSION);
             Ok(ExitCode::SUCCESS)
@@ -196,7 +219,26 @@ fn cloud_options(args: &BoshArgs) -> CloudOptions {
     }
 }
 
-fn retry(node: &NodeArgs) -> Retry {
+/// Exit code when another mc holds the node lock (sysexits' EX_TEMPFAIL: try again later).
+pub const EXIT_BUSY: u8 = 75;
+
+/// The node lock under `--root`, or the exit code to return when another mc holds it.
+pub(crate) fn lock(node: &NodeArgs, what: &str, wait_secs: u64) -> Result<NodeLock, ExitCode> {
+    let path = crate::fs::under_root(&node.root, crate::lock::LOCK_PATH);
+    match NodeLock::acquire(&path, what, Duration::from_secs(wait_secs)) {
+        Ok(lock) => Ok(lock),
+        Err(err) => {
+            eprintln!("mc: {err:#}");
+            Err(if err.is::<crate::lock::Busy>() {
+                ExitCode::from(EXIT_BUSY)
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+pub(crate) fn retry(node: &NodeArgs) -> Retry {
     Retry::with_budget(Duration::from_secs(node.etcd_timeout))
 }
 
@@ -246,6 +288,18 @@ fn expiry_summary(infos: &[crate::identity::CertInfo]) -> String {
 /// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else
 /// with the node's enrolled etcd-client identity when the node config has a trust section.
 async fn connect(node: &NodeArgs) -> Result<Client> {
+    let (endpoints, tls) = etcd_target(node)?;
+    etcd::connect_tls(&endpoints, retry(node), tls).await
+}
+
+/// A retrying session to etcd, found and authenticated as [`connect`] does.
+pub(crate) async fn session(node: &NodeArgs) -> Result<etcd::Etcd> {
+    let (endpoints, tls) = etcd_target(node)?;
+    etcd::Etcd::connect_tls(&endpoints, retry(node), tls).await
+}
+
+/// The endpoints and client TLS for `node`'s arguments.
+fn etcd_target(node: &NodeArgs) -> Result<(Vec<String>, Option<etcd::EtcdTls>)> {
     let path = config_path(&node.root, &node.config);
     // With --etcd, the node config is read only for the node's identity, when there is one.
     let needs_config = node.etcd.is_none()
@@ -277,10 +331,10 @@ async fn connect(node: &NodeArgs) -> Result<Client> {
             None => None,
         },
     };
-    etcd::connect_tls(&endpoints, retry(node), tls).await
+    Ok((endpoints, tls))
 }
 
-fn exit(ok: bool) -> ExitCode {
+pub(crate) fn exit(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {

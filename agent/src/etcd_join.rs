@@ -1,19 +1,28 @@
-//! `mc etcd-join`: before etcd starts on a non-seed member (packet), add this node to the
-//! existing cluster through the configured endpoints and write the environment etcd starts with
-//! (`ETCD_INITIAL_CLUSTER` with every member including this one, state `existing`).
+//! `mc etcd-join`: before etcd starts on a member that joins an existing cluster, make the
+//! cluster expect it and write the environment etcd starts with (`ETCD_INITIAL_CLUSTER` with
+//! every member including this one, state `existing`).
+//!
+//! etcd's procedure, done here without etcdctl: a member whose data dir is empty joins as a
+//! *learner* (it does not count towards quorum until `mc etcd promote` makes it a voter once it
+//! has caught up). A member of our name or peer URL left from before (a wiped or replaced disk)
+//! is removed first — reusing its ID with an empty data dir is what etcd refuses — unless it
+//! still answers (then another machine runs under this name, and we stop). Data of a member the
+//! cluster no longer knows is moved aside, never deleted.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use etcd_client::Client;
 
-use crate::etcd::{self, Retry};
+use crate::etcd::membership::{self, has_peer};
+use crate::etcd::{quorum, Etcd, Retry};
 use crate::fs::{under_root, write_if_changed, MODE_PUBLIC};
 
 /// Where the environment file goes on a node; etcd's drop-in reads it.
 pub const ENV_FILE: &str = "/run/molten/etcd-join.env";
 pub const DEFAULT_PEER_PORT: u16 = 2380;
+/// etcd's data dir on a node (Flatcar's etcd-member).
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/etcd";
 
 #[derive(Debug, Clone)]
 pub struct JoinOptions {
@@ -23,6 +32,8 @@ pub struct JoinOptions {
     pub peer_port: u16,
     /// Output path; default `<root>/run/molten/etcd-join.env`.
     pub env_file: Option<PathBuf>,
+    /// etcd's data dir as seen on the node; default [`DEFAULT_DATA_DIR`] under the root.
+    pub data_dir: Option<PathBuf>,
     pub retry: Retry,
 }
 
@@ -30,6 +41,10 @@ pub struct JoinOptions {
 pub struct JoinOutcome {
     /// Whether this run added the member (false: it was a member already).
     pub added: bool,
+    /// Members of this name or peer URL left from before, removed by this run.
+    pub replaced: Vec<String>,
+    /// Where data of a member the cluster no longer knows was moved.
+    pub moved_aside: Option<PathBuf>,
     pub initial_cluster: String,
     pub env_file: PathBuf,
     pub env_written: bool,
@@ -55,24 +70,59 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
         .unwrap_or(config.etcd.endpoints.clone());
     let name = config.node.name.clone();
     let peer_url = peer_url(ip, options.peer_port);
-    let mut client = etcd::connect(&endpoints, options.retry).await?;
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| under_root(&options.root, DEFAULT_DATA_DIR));
+    let mut etcd = Etcd::connect(&endpoints, options.retry).await?;
 
-    let members = list(&mut client).await?;
-    let (added, members) = if members.iter().any(|m| is_us(m, &name, &peer_url)) {
-        (false, members)
+    let members = membership::list(&mut etcd).await?;
+    let has_data = member_data_present(&data_dir)?;
+    let mut replaced = Vec::new();
+    let mut moved_aside = None;
+    let known = members
+        .iter()
+        .any(|m| m.name == name && has_peer(m, &peer_url));
+    let added = if has_data && known {
+        // A reboot: etcd starts from its own data.
+        false
     } else {
-        let resp = client
-            .member_add([peer_url.as_str()], None)
-            .await
-            .with_context(|| {
-                format!(
-                    "etcd member add {name} {peer_url} via {}",
-                    endpoints.join(",")
-                )
-            })?;
-        let members = resp.member_list().iter().map(to_member).collect();
-        (true, members)
+        if has_data {
+            moved_aside = Some(move_aside(&data_dir)?);
+        }
+        let ours: Vec<&membership::Member> = members
+            .iter()
+            .filter(|m| m.name == name || has_peer(m, &peer_url))
+            .collect();
+        // Added for this peer URL but never started (a join that crashed before etcd ran):
+        // exactly what this member needs.
+        let pending = ours
+            .iter()
+            .find(|m| m.name.is_empty() && has_peer(m, &peer_url))
+            .map(|m| m.id);
+        let stale: Vec<membership::Member> = ours
+            .iter()
+            .filter(|m| Some(m.id) != pending)
+            .map(|m| (*m).clone())
+            .collect();
+        for old in &stale {
+            replace_stale(&mut etcd, old, &name).await?;
+            replaced.push(old.label());
+        }
+        if pending.is_some() {
+            false
+        } else {
+            membership::add_learner(&mut etcd, &peer_url).await?.0
+        }
     };
+    let members: Vec<Member> = membership::list(&mut etcd)
+        .await?
+        .into_iter()
+        .map(|m| Member {
+            name: m.name,
+            peer_urls: m.peer_urls,
+        })
+        .collect();
     let initial_cluster = initial_cluster(&members, &name, &peer_url)?;
     let env_file = options
         .env_file
@@ -82,26 +132,72 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
     let env_written = write_if_changed(&env_file, env.as_bytes(), MODE_PUBLIC)?;
     Ok(JoinOutcome {
         added,
+        replaced,
+        moved_aside,
         initial_cluster,
         env_file,
         env_written,
     })
 }
 
+/// Removes a member that holds this node's name or peer URL from before, unless it answers
+/// (then it is not ours to remove) or removing it would lose quorum.
+async fn replace_stale(etcd: &mut Etcd, old: &membership::Member, name: &str) -> Result<()> {
+    let all = membership::list(etcd).await?;
+    let health = membership::probe(&all, etcd.tls()).await;
+    if let Some(alive) = health
+        .iter()
+        .find(|h| h.member.id == old.id && h.status.is_some())
+    {
+        bail!(
+            "etcd member {} ({:x}) has this node's name or peer URL and answers at {}: another \
+             machine runs as {name}, or this node's etcd already runs; refusing to replace it",
+            alive.member.label(),
+            alive.member.id,
+            alive.member.client_urls.join(",")
+        );
+    }
+    quorum::check_remove(&membership::votes(&health), old.id)
+        .with_context(|| format!("cannot replace the old member {} of this node", old.label()))?;
+    tracing::warn!(member = %old.label(), id = %format!("{:x}", old.id), "removing this node's old etcd member: its data is gone");
+    membership::remove(etcd, old.id).await?;
+    Ok(())
+}
+
+/// Whether etcd left a member's data in `data_dir` (a WAL file): then it restarts from it.
+pub fn member_data_present(data_dir: &Path) -> Result<bool> {
+    let wal = data_dir.join("member").join("wal");
+    match std::fs::read_dir(&wal) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.with_context(|| format!("failed to list {}", wal.display()))?;
+                if entry.file_name().to_string_lossy().ends_with(".wal") {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("failed to list {}", wal.display())),
+    }
+}
+
+/// Moves `<data_dir>/member` to `<data_dir>/member.removed-<unix seconds>`.
+fn move_aside(data_dir: &Path) -> Result<PathBuf> {
+    let from = data_dir.join("member");
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let to = data_dir.join(format!("member.removed-{secs}"));
+    std::fs::rename(&from, &to)
+        .with_context(|| format!("failed to move {} to {}", from.display(), to.display()))?;
+    tracing::warn!(from = %from.display(), to = %to.display(), "this node's etcd data belongs to a member the cluster no longer has: moved aside");
+    Ok(to)
+}
+
 pub fn peer_url(ip: Ipv4Addr, port: u16) -> String {
     format!("http://{ip}:{port}")
-}
-
-async fn list(client: &mut Client) -> Result<Vec<Member>> {
-    let resp = client.member_list().await.context("etcd member list")?;
-    Ok(resp.members().iter().map(to_member).collect())
-}
-
-fn to_member(m: &etcd_client::Member) -> Member {
-    Member {
-        name: m.name().to_string(),
-        peer_urls: m.peer_urls().to_vec(),
-    }
 }
 
 fn is_us(member: &Member, name: &str, peer_url: &str) -> bool {

@@ -8,8 +8,10 @@ mod core {
     pub mod docker_tls;
     pub mod etcd_failover;
     pub mod etcd_join;
+    pub mod etcd_membership;
     pub mod flannel;
     pub mod idempotence;
+    pub mod lock;
     pub mod pki;
     pub mod status;
     pub mod support;

@@ -1,6 +1,8 @@
 //! etcd v3 access: a session with bounded retries and failover across endpoints, and the few
 //! operations the agent needs.
 
+pub mod membership;
+pub mod quorum;
 pub mod rbac;
 mod session;
 mod tls;

@@ -61,6 +61,11 @@ impl Etcd {
         Ok(etcd)
     }
 
+    /// The client TLS the session uses (for dialling other members with the same identity).
+    pub fn tls(&self) -> Option<&EtcdTls> {
+        self.tls.as_ref()
+    }
+
     /// The endpoint the session talks to now.
     pub fn endpoint(&self) -> &str {
         &self.endpoints[self.current]

@@ -28,12 +28,14 @@ fn a_new_member_joins_the_seed_and_starts() {
         &seed.endpoint(),
     ));
     let peer_port = free_port().unwrap();
+    let data = tempfile::tempdir().unwrap();
     let options = JoinOptions {
         root: node.root.path().to_path_buf(),
         config: None,
         etcd: None,
         peer_port,
         env_file: None,
+        data_dir: Some(data.path().join("data")),
         retry: Retry::with_budget(Duration::from_secs(10)),
     };
     let outcome = block_on(join(&options)).unwrap();
@@ -48,7 +50,6 @@ fn a_new_member_joins_the_seed_and_starts() {
     assert_eq!(env_value(&env, "ETCD_INITIAL_CLUSTER_STATE"), "existing");
 
     // Start the new member the way its unit would: etcd reads the ETCD_* environment.
-    let data = tempfile::tempdir().unwrap();
     let client = format!("http://127.0.0.1:{}", free_port().unwrap());
     let mut cmd = Command::new(ETCD);
     for line in env.lines().filter(|l| l.starts_with("ETCD_")) {
@@ -83,6 +84,15 @@ fn a_new_member_joins_the_seed_and_starts() {
         seed.etcdctl(&["member", "list"]).unwrap().lines().count(),
         2
     );
+    // It joined as a learner; once promoted it serves writes.
+    let promoted = block_on(async {
+        let mut etcd = mc::etcd::Etcd::connect(&[seed.endpoint()], options.retry)
+            .await
+            .unwrap();
+        mc::etcd::membership::promote_by_name(&mut etcd, "node-1", Duration::from_secs(30)).await
+    })
+    .unwrap();
+    assert!(promoted);
     let value = molten_testkit::etcd::etcdctl(&client, &["put", "/joined", "yes"]).unwrap();
     assert!(value.contains("OK"));
 

@@ -1,0 +1,211 @@
+//! etcd membership without etcdctl, against real three- to five-member etcd 3.4 clusters on
+//! 127.0.0.1: a wiped member re-joins under its name, new members join as learners and are
+//! promoted, members are removed, and removals that would lose quorum are refused.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use mc::etcd::membership::{self, Member};
+use mc::etcd::{Etcd, Retry};
+use mc::etcd_join::{join, JoinOptions, JoinOutcome};
+use molten_testkit::etcd_cluster::EtcdCluster;
+
+use super::support::*;
+
+const RETRY: Retry = Retry {
+    budget: Duration::from_secs(20),
+    first_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(1),
+};
+
+/// The node that runs member `name` (its private IP is 127.0.0.1, like the cluster's).
+fn node_for(name: &str) -> Node {
+    Node::new(node_config(
+        name,
+        0,
+        Ipv4Addr::LOCALHOST,
+        "http://127.0.0.1:1",
+    ))
+}
+
+/// `mc etcd-join` for member `name` through the running members' endpoints.
+fn join_member(cluster: &EtcdCluster, node: &Node, name: &str) -> JoinOutcome {
+    let member = cluster.member(name);
+    let through: Vec<String> = cluster
+        .endpoints()
+        .into_iter()
+        .filter(|e| *e != member.endpoint())
+        .collect();
+    let options = JoinOptions {
+        root: node.root.path().to_path_buf(),
+        config: None,
+        etcd: Some(through),
+        peer_port: member.peer_port,
+        env_file: None,
+        data_dir: Some(member.data_dir()),
+        retry: RETRY,
+    };
+    block_on(join(&options)).unwrap_or_else(|e| panic!("join {name}: {e:#}"))
+}
+
+async fn session(cluster: &EtcdCluster, names: &[&str]) -> Etcd {
+    let endpoints: Vec<String> = names.iter().map(|n| cluster.member(n).endpoint()).collect();
+    Etcd::connect(&endpoints, RETRY).await.unwrap()
+}
+
+fn members(cluster: &EtcdCluster, through: &[&str]) -> Vec<Member> {
+    block_on(async {
+        let mut etcd = session(cluster, through).await;
+        membership::list(&mut etcd).await.unwrap()
+    })
+}
+
+fn names(members: &[Member]) -> Vec<String> {
+    let mut names: Vec<String> = members.iter().map(Member::label).collect();
+    names.sort();
+    names
+}
+
+/// Joins `name`, starts it with the environment the join wrote, promotes it.
+fn join_start_promote(cluster: &mut EtcdCluster, node: &Node, name: &str, through: &[&str]) {
+    let outcome = join_member(cluster, node, name);
+    assert!(outcome.added, "{outcome:?}");
+    cluster
+        .start_existing(name, &outcome.initial_cluster)
+        .unwrap();
+    let learner = members(cluster, through);
+    let me = learner.iter().find(|m| m.name == name).unwrap();
+    assert!(me.learner, "joined as a learner: {learner:?}");
+    let promoted = block_on(async {
+        let mut etcd = session(cluster, through).await;
+        membership::promote_by_name(&mut etcd, name, Duration::from_secs(30)).await
+    })
+    .unwrap_or_else(|e| panic!("promote {name}: {e:#}"));
+    assert!(promoted);
+}
+
+#[test]
+fn a_wiped_member_rejoins_under_its_name_with_no_dead_entry_left() {
+    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let before = members(&cluster, &["a"]);
+    let old_c = before.iter().find(|m| m.name == "c").unwrap().id;
+    cluster.stop("c").unwrap();
+    cluster.wipe("c").unwrap();
+
+    let node = node_for("c");
+    join_start_promote(&mut cluster, &node, "c", &["a", "b"]);
+
+    let after = members(&cluster, &["a", "c"]);
+    assert_eq!(names(&after), ["a", "b", "c"], "{after:?}");
+    let new_c = after.iter().find(|m| m.name == "c").unwrap();
+    assert_ne!(
+        new_c.id, old_c,
+        "a new member, not the old ID with empty data"
+    );
+    assert!(after.iter().all(|m| !m.learner), "{after:?}");
+    // The re-joined member serves writes as a voter.
+    molten_testkit::etcd::etcdctl(&cluster.member("c").endpoint(), &["put", "/k", "v"]).unwrap();
+
+    // A reboot of c (data kept): the join finds it and changes nothing.
+    cluster.stop("c").unwrap();
+    let again = join_member(&cluster, &node, "c");
+    assert!(
+        !again.added && again.replaced.is_empty() && !again.env_written,
+        "{again:?}"
+    );
+    cluster.restart("c").unwrap();
+    assert_eq!(names(&members(&cluster, &["a"])), ["a", "b", "c"]);
+}
+
+#[test]
+fn the_cluster_grows_to_five_and_shrinks_back_to_three() {
+    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let mut nodes = Vec::new();
+    for name in ["d", "e"] {
+        cluster.reserve(name).unwrap();
+        let node = node_for(name);
+        join_start_promote(&mut cluster, &node, name, &["a", "b", "c"]);
+        nodes.push(node);
+    }
+    let five = members(&cluster, &["a"]);
+    assert_eq!(names(&five), ["a", "b", "c", "d", "e"]);
+    assert!(five.iter().all(|m| !m.learner), "{five:?}");
+
+    for name in ["e", "d"] {
+        let removed = block_on(async {
+            let mut etcd = session(&cluster, &["a", "b"]).await;
+            membership::remove_by_name(&mut etcd, name).await
+        })
+        .unwrap_or_else(|e| panic!("remove {name}: {e:#}"));
+        assert_eq!(removed.name, name);
+        cluster.discard(name).unwrap();
+    }
+    assert_eq!(names(&members(&cluster, &["a"])), ["a", "b", "c"]);
+    molten_testkit::etcd::etcdctl(&cluster.member("b").endpoint(), &["put", "/k", "v"]).unwrap();
+}
+
+#[test]
+fn removals_that_would_lose_quorum_are_refused_saying_why() {
+    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    cluster.stop("c").unwrap();
+    let endpoints = format!(
+        "{},{}",
+        cluster.member("a").endpoint(),
+        cluster.member("b").endpoint()
+    );
+    let limit = Duration::from_secs(60);
+
+    // a answers: without it, b alone is not a quorum of the two left.
+    let out = run_mc(&["etcd", "remove", "a", "--etcd", &endpoints], limit);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("refusing to remove a"), "{err}");
+    assert!(err.contains("would lose quorum"), "{err}");
+    assert!(err.contains("bring back c first"), "{err}");
+    assert_eq!(names(&members(&cluster, &["a"])), ["a", "b", "c"]);
+
+    // c is dead: removing it is what an operator should do.
+    let out = run_mc(&["etcd", "remove", "c", "--etcd", &endpoints], limit);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("removed etcd member c"));
+    assert_eq!(names(&members(&cluster, &["a"])), ["a", "b"]);
+
+    let out = run_mc(&["etcd", "remove", "nobody", "--etcd", &endpoints], limit);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no etcd member is named \"nobody\"; members: "),
+        "{err}"
+    );
+
+    // The members table names the leader and both voters.
+    let out = run_mc(&["etcd", "members", "--etcd", &endpoints], limit);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.contains("leader"), "{table}");
+}
+
+#[test]
+fn a_member_of_this_name_that_still_answers_is_not_replaced() {
+    let cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    // c's disk looks empty to this join, but the member named c runs: another machine.
+    let node = node_for("c");
+    let member = cluster.member("c");
+    let empty = tempfile::tempdir().unwrap();
+    let options = JoinOptions {
+        root: node.root.path().to_path_buf(),
+        config: None,
+        etcd: Some(vec![cluster.member("a").endpoint()]),
+        peer_port: member.peer_port,
+        env_file: None,
+        data_dir: Some(empty.path().to_path_buf()),
+        retry: RETRY,
+    };
+    let err = block_on(join(&options)).unwrap_err().to_string();
+    assert!(
+        err.contains("answers at") && err.contains("refusing to replace"),
+        "{err}"
+    );
+    assert_eq!(names(&members(&cluster, &["a"])), ["a", "b", "c"]);
+}
