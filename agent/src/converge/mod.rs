@@ -1,6 +1,7 @@
 //! `mc converge`: runs the steps of a stage in order, each reported, then publishes the result.
 //!
-//! Stage `boot` (mc.service, before flanneld and Docker): address, etcd, flannel, pki, units,
+//! Stage `boot` (mc.service, before flanneld and Docker): address, etcd, etcd-member (a learner
+//! of this node promoted once caught up; members only), flannel, pki, units,
 //! record. Stage `network` (mc-network.service, after Docker and flanneld): etcd,
 //! docker-network. A step whose input is missing because an earlier step failed is `skipped`.
 

@@ -15,6 +15,9 @@ use crate::pki::{self, NodeTls};
 use crate::records::{self, NodeRecord, MC_VERSION};
 use crate::systemd::{self, Systemd, TlsPaths};
 
+/// How long a converge waits for this node's learner to catch up before failing the step.
+const PROMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) struct Run<'a> {
     options: &'a Options,
     config: &'a NodeConfig,
@@ -52,6 +55,9 @@ impl<'a> Run<'a> {
             self.identity().await;
         }
         self.connect(first).await;
+        if boot && self.config.has_role(Role::Etcd) {
+            self.etcd_member().await;
+        }
         if boot {
             if self.trust.as_ref().is_some_and(|t| t.member) {
                 self.rbac().await;
@@ -145,6 +151,27 @@ impl<'a> Run<'a> {
         let (outcome, _) = run_step("rbac", "boot", async move {
             let done = trust::ensure_rbac(root, config, settings, &endpoints, retry).await?;
             Ok((done, ()))
+        })
+        .await;
+        self.push(outcome);
+    }
+
+    /// A member that joined as a learner becomes a voter here once it has caught up; a failure
+    /// fails only this step (mc.service runs again and retries it).
+    async fn etcd_member(&mut self) {
+        let Some(etcd) = self.etcd.as_mut() else {
+            return self.push(StepOutcome::skipped("etcd-member", "boot", "needs etcd"));
+        };
+        let name = &self.config.node.name;
+        let (outcome, _) = run_step("etcd-member", "boot", async move {
+            let promoted = crate::etcd::membership::promote_self(etcd, name, PROMOTE_WAIT).await?;
+            Ok((
+                match promoted {
+                    Some(detail) => Done::changed(detail),
+                    None => Done::unchanged("a voting member (or not joined yet)"),
+                },
+                (),
+            ))
         })
         .await;
         self.push(outcome);

@@ -290,6 +290,19 @@ pub async fn promote_by_name(etcd: &mut Etcd, name: &str, wait: Duration) -> Res
     promote(etcd, target.id, wait).await
 }
 
+/// For a converge on a member: promotes this node's learner once it has caught up (waiting up
+/// to `wait`). Ok(None) when there is nothing to do: it is a voter, or not a member yet (that is
+/// `mc etcd-join`'s business, before etcd starts).
+pub async fn promote_self(etcd: &mut Etcd, name: &str, wait: Duration) -> Result<Option<String>> {
+    let members = list(etcd).await?;
+    match members.iter().find(|m| m.name == name) {
+        Some(me) if me.learner => {}
+        _ => return Ok(None),
+    }
+    let promoted = promote_by_name(etcd, name, wait).await?;
+    Ok(promoted.then(|| format!("promoted learner {name} to a voting member")))
+}
+
 /// The member named `name`; an error listing the names there are otherwise.
 pub fn find_named<'a>(members: &'a [Member], name: &str) -> Result<&'a Member> {
     members.iter().find(|m| m.name == name).with_context(|| {

@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use mc::converge::{Stage, State};
 use mc::etcd::membership::{self, Member};
 use mc::etcd::{Etcd, Retry};
 use mc::etcd_join::{join, JoinOptions, JoinOutcome};
@@ -92,8 +93,30 @@ fn a_wiped_member_rejoins_under_its_name_with_no_dead_entry_left() {
     cluster.stop("c").unwrap();
     cluster.wipe("c").unwrap();
 
-    let node = node_for("c");
-    join_start_promote(&mut cluster, &node, "c", &["a", "b"]);
+    let mut node = node_for("c");
+    let outcome = join_member(&cluster, &node, "c");
+    assert!(outcome.added, "{outcome:?}");
+    assert_eq!(
+        outcome.replaced,
+        ["c"],
+        "the old member of this name went first"
+    );
+    cluster
+        .start_existing("c", &outcome.initial_cluster)
+        .unwrap();
+    // The node's boot converge promotes its learner once it has caught up.
+    node.config.etcd.endpoints = vec![
+        cluster.member("a").endpoint(),
+        cluster.member("b").endpoint(),
+    ];
+    node.write_config();
+    let report = node.converge(Stage::Boot, None, &RecordingSystemd::default());
+    let member_step = step(&report, "etcd-member");
+    assert_eq!(member_step.state, State::Changed, "{member_step:?}");
+    assert!(
+        member_step.detail.contains("promoted learner c"),
+        "{member_step:?}"
+    );
 
     let after = members(&cluster, &["a", "c"]);
     assert_eq!(names(&after), ["a", "b", "c"], "{after:?}");

@@ -82,6 +82,7 @@ fn second_converge_changes_nothing() {
             [
                 "address",
                 "etcd",
+                "etcd-member",
                 "flannel",
                 "pki",
                 "units",
