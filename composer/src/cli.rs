@@ -42,7 +42,9 @@ macro_rules! schema_examples {
 
 macro_rules! serve_examples {
     () => {
-        "  molten serve out/ipxe --listen 0.0.0.0:8080"
+        "  molten serve out/ipxe --listen 0.0.0.0:8080
+  molten serve out/ipxe --listen 10.0.0.1:8080 --authority profiles/rack.authority \\
+      --tls-listen 10.0.0.1:8443"
     };
 }
 
@@ -167,12 +169,30 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The bundle directory written by `molten compose`
-    #[arg(value_name = "DIR", default_value = "out/ipxe")]
-    pub dir: PathBuf,
+    /// The bundle directory written by `molten compose` [default: out/ipxe; none with
+    /// --authority]
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// Address and port to listen on
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also answer node enrollment and renewal over HTTPS from this authority directory
+    #[arg(long, value_name = "DIR")]
+    pub authority: Option<PathBuf>,
+    /// Address and port of the authority's HTTPS listener
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8443")]
+    pub tls_listen: SocketAddr,
+    /// Another name or address for the HTTPS certificate (repeatable)
+    #[arg(long = "san", value_name = "NAME", requires = "authority")]
+    pub sans: Vec<String>,
+    /// How long node certificates are valid: 90d, 12h, 30m or 600s
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "90d",
+        value_parser = crate::authority::serve_cmd::parse_validity
+    )]
+    pub cert_validity: time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -227,9 +247,29 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
         }),
         Command::Serve(args) => {
-            crate::serve::run_until_signalled(&args.dir, args.listen).map_err(|err| {
+            let result = match &args.authority {
+                Some(dir) => crate::authority::serve_cmd::run_until_signalled(
+                    args.dir.as_deref(),
+                    args.listen,
+                    &crate::authority::serve_cmd::AuthorityOptions {
+                        dir: dir.clone(),
+                        tls_listen: args.tls_listen,
+                        extra_names: args.sans.clone(),
+                        cert_validity: args.cert_validity,
+                    },
+                ),
+                None => crate::serve::run_until_signalled(
+                    args.dir.as_deref().unwrap_or(Path::new("out/ipxe")),
+                    args.listen,
+                ),
+            };
+            result.map_err(|err| {
                 eprintln!("error: {err:#}");
-                if crate::serve::is_invalid_bundle(&err) {
+                if crate::serve::is_invalid_bundle(&err)
+                    || err
+                        .downcast_ref::<crate::authority::serve_cmd::AuthorityInBundle>()
+                        .is_some()
+                {
                     Failure::InvalidInput
                 } else {
                     Failure::Failed

@@ -15,7 +15,11 @@
 pub mod ca;
 pub mod cli;
 pub mod enrollment;
+pub mod https;
+pub mod register;
 pub mod secure_fs;
+pub mod serve_cmd;
+pub mod service;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
