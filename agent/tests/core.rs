@@ -6,6 +6,7 @@ mod core {
     pub mod bosh;
     pub mod concurrency;
     pub mod docker_tls;
+    pub mod enroll_cli;
     pub mod etcd_failover;
     pub mod etcd_join;
     pub mod etcd_membership;

@@ -255,3 +255,49 @@ pub fn record_certs(
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use molten_contract::Role;
+
+    fn config(member: bool) -> NodeConfig {
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 10);
+        let mut config = molten_testkit::fixtures::node_config("n0", 0, ip);
+        config.node.roles = if member {
+            vec![Role::Etcd, Role::Worker]
+        } else {
+            vec![Role::Worker]
+        };
+        config
+    }
+
+    #[test]
+    fn each_daemon_restarts_only_for_its_own_files() {
+        let member = config(true);
+        assert!(units_to_restart(&member, &[], &[]).is_empty());
+        assert_eq!(
+            units_to_restart(&member, &[Kind::DockerServer], &[]),
+            ["docker.service"]
+        );
+        assert_eq!(
+            units_to_restart(&member, &[Kind::EtcdClient], &[]),
+            ["flanneld.service"]
+        );
+        assert_eq!(
+            units_to_restart(&member, &[Kind::EtcdAdmin], &[]),
+            Vec::<String>::new(),
+            "only mc uses the admin identity"
+        );
+        let etcd_ca = ca_paths(&member).0.display().to_string();
+        assert_eq!(
+            units_to_restart(&member, &[], &[etcd_ca.clone()]),
+            ["etcd.service", "flanneld.service"]
+        );
+        assert_eq!(
+            units_to_restart(&config(false), &[Kind::EtcdPeer], &[etcd_ca]),
+            ["flanneld.service"],
+            "workers run no etcd"
+        );
+    }
+}
