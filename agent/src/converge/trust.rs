@@ -291,7 +291,7 @@ mod tests {
         );
         let etcd_ca = ca_paths(&member).0.display().to_string();
         assert_eq!(
-            units_to_restart(&member, &[], &[etcd_ca.clone()]),
+            units_to_restart(&member, &[], std::slice::from_ref(&etcd_ca)),
             ["etcd.service", "flanneld.service"]
         );
         assert_eq!(
