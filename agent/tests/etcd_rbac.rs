@@ -178,6 +178,27 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
         "{plain:#}"
     );
 
+    // Three members bootstrapping at once (first boot): every one succeeds.
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            let endpoints = endpoints.clone();
+            let tls = tls(&etcd_ca, &root);
+            tokio::spawn(async move {
+                let mut client = etcd::connect_tls(&endpoints, retry(), Some(tls))
+                    .await
+                    .unwrap();
+                let roster = vec!["node-r1".to_string(), "node-r2".to_string()];
+                rbac::bootstrap(&mut client, &roster).await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for racer in racers {
+        created.extend(racer.await.unwrap().unwrap().created);
+    }
+    created.sort();
+    assert_eq!(created, ["node-r1", "node-r2"], "each user created once");
+
     // Bootstrapping after auth is on, with a node enrolled later, adds only that node.
     let later = rbac::bootstrap(&mut admin, &["node-c".to_string()])
         .await

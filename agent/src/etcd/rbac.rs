@@ -73,21 +73,21 @@ pub async fn bootstrap(client: &mut Client, nodes: &[String]) -> Result<Bootstra
         }
     }
     for name in &wanted {
-        let new_user = !users.contains(name);
+        // Members boot together and race here: another member creating the same user or
+        // role first is success, not failure.
+        let new_user = !users.contains(name)
+            && created_or_exists(
+                client
+                    .user_add(name.as_str(), "", Some(UserAddOptions::new().with_no_pwd()))
+                    .await,
+            )
+            .with_context(|| format!("etcd user add {name}"))?;
         if new_user {
-            client
-                .user_add(name.as_str(), "", Some(UserAddOptions::new().with_no_pwd()))
-                .await
-                .with_context(|| format!("etcd user add {name}"))?;
             out.created.push(name.clone());
         }
-        let new_role = !roles.contains(name);
-        if new_role {
-            client
-                .role_add(name.as_str())
-                .await
+        let new_role = !roles.contains(name)
+            && created_or_exists(client.role_add(name.as_str()).await)
                 .with_context(|| format!("etcd role add {name}"))?;
-        }
         // Grants are repeated only when the role's permissions drifted (a warm converge
         // makes two reads per node, not seven writes).
         if name != ROOT && (new_role || !permissions_match(client, name).await?) {
@@ -115,6 +115,15 @@ pub async fn bootstrap(client: &mut Client, nodes: &[String]) -> Result<Bootstra
     // etcd ignores `auth enable` when it is on already (3.4 has no call to ask first).
     client.auth_enable().await.context("etcd auth enable")?;
     Ok(out)
+}
+
+/// `Ok(true)` when the call created the user or role, `Ok(false)` when it existed already.
+fn created_or_exists<T>(result: Result<T, etcd_client::Error>) -> Result<bool> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.to_string().contains("already exists") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether role `name` holds exactly the permissions of [`node_permissions`] (type and key;
