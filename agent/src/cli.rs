@@ -18,7 +18,9 @@ Examples:
   mc etcd-join                        add this member before etcd starts (packet)
   mc etcd members                     every etcd member and its health
   mc etcd remove core-03              remove a dead member (refused if quorum would go)
-  mc etcd promote                     make this node's learner a voting member";
+  mc etcd promote                     make this node's learner a voting member
+  mc etcd snapshot --keep 7           save a checked snapshot on this node
+  mc etcd restore                     one-member cluster from the newest snapshot";
 
 /// `mc --version`: the crate version and the git commit it was built from (build.rs).
 pub const VERSION: &str = concat!(
@@ -235,6 +237,47 @@ pub enum EtcdCommand {
         #[arg(long, default_value_t = 120, value_name = "SECS")]
         wait: u64,
     },
+    /// Save an integrity-checked snapshot of etcd on this node, keeping the newest N.
+    Snapshot(SnapshotArgs),
+    /// Re-form a one-member cluster from a snapshot when quorum is lost for good.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Where snapshots go [default: <root>/var/lib/molten/etcd-snapshots].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// How many snapshots to keep.
+    #[arg(long, default_value_t = crate::etcd::snapshot::DEFAULT_KEEP, value_name = "N")]
+    pub keep: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Every file mc reads or writes is under this directory.
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// The node config [default: <root>/etc/molten/node.json].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The snapshot [default: the newest in <root>/var/lib/molten/etcd-snapshots].
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    /// etcd's data dir to create; must hold no member [default: <root>/var/lib/etcd].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The restored member's name [default: the node's].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Its peer URL [default: http://<private IP>:2380].
+    #[arg(long, value_name = "URL")]
+    pub peer_url: Option<String>,
+    /// The etcdctl whose `snapshot restore` writes the data dir.
+    #[arg(long, default_value = "etcdctl", value_name = "PATH")]
+    pub etcdctl: PathBuf,
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{EtcdCommand, NodeArgs};
+use crate::cli::{EtcdCommand, NodeArgs, RestoreArgs, SnapshotArgs};
 use crate::commands::{exit, session};
 use crate::etcd::membership::{self, MemberHealth};
+use crate::etcd::snapshot::{self, RestoreOptions};
 
 pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
     match command {
@@ -47,7 +48,95 @@ pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        EtcdCommand::Snapshot(args) => take_snapshot(args).await,
+        EtcdCommand::Restore(args) => restore(args),
     }
+}
+
+async fn take_snapshot(args: SnapshotArgs) -> Result<ExitCode> {
+    let name = node_name(&args.node)?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| crate::fs::under_root(&args.node.root, snapshot::SNAPSHOT_DIR));
+    let mut etcd = session(&args.node).await?;
+    let record = snapshot::take(&mut etcd, &name, &dir, args.keep).await?;
+    println!(
+        "saved {} ({} bytes, sha256 {}) in {:.1}s",
+        record.file,
+        record.bytes,
+        record.sha256,
+        record.duration_ms as f64 / 1000.0
+    );
+    // Published for mc status; the snapshot is good even when this fails.
+    let key = molten_contract::keys::etcd_snapshot(&name);
+    let value = serde_json::to_string(&record)?;
+    let published = etcd
+        .run("publishing the snapshot record", |mut client| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { crate::etcd::put(&mut client, &key, &value).await }
+        })
+        .await;
+    if let Err(err) = published {
+        eprintln!("mc: warning: the snapshot is saved but {key} was not updated: {err:#}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(args: RestoreArgs) -> Result<ExitCode> {
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| crate::fs::under_root(&args.root, molten_contract::NODE_CONFIG_PATH));
+    let config = match (&args.name, &args.peer_url) {
+        (Some(_), Some(_)) => None,
+        _ => Some(
+            crate::converge::load_config(&config_path)
+                .context("no --name/--peer-url given, so they come from the node config")?,
+        ),
+    };
+    let name = match (&args.name, &config) {
+        (Some(name), _) => name.clone(),
+        (None, Some(config)) => config.node.name.clone(),
+        (None, None) => unreachable!("the config is loaded when --name is missing"),
+    };
+    let peer_url = match (&args.peer_url, &config) {
+        (Some(url), _) => url.clone(),
+        (None, Some(config)) => crate::etcd_join::peer_url(
+            crate::address::private_ip(&args.root, config)?,
+            crate::etcd_join::DEFAULT_PEER_PORT,
+        ),
+        (None, None) => unreachable!("the config is loaded when --peer-url is missing"),
+    };
+    let snapshot = match args.snapshot.clone() {
+        Some(path) => path,
+        None => {
+            let dir = crate::fs::under_root(&args.root, snapshot::SNAPSHOT_DIR);
+            snapshot::list(&dir)?.pop().with_context(|| {
+                format!("no --snapshot given and no snapshot in {}", dir.display())
+            })?
+        }
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| crate::fs::under_root(&args.root, crate::etcd_join::DEFAULT_DATA_DIR));
+    let took = snapshot::restore(&RestoreOptions {
+        snapshot: snapshot.clone(),
+        data_dir: data_dir.clone(),
+        name: name.clone(),
+        peer_url: peer_url.clone(),
+        etcdctl: args.etcdctl,
+    })?;
+    println!(
+        "restored {} into {} as the one-member cluster {name}={peer_url} in {:.1}s.\n\
+         Next: start etcd here; on every other member stop etcd, move its data dir aside and \
+         start it again (mc etcd-join adds it as a learner, its converge promotes it).",
+        snapshot.display(),
+        data_dir.display(),
+        took.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn node_name(node: &NodeArgs) -> Result<String> {

@@ -10,6 +10,7 @@ mod core {
     pub mod etcd_failover;
     pub mod etcd_join;
     pub mod etcd_membership;
+    pub mod etcd_snapshot;
     pub mod flannel;
     pub mod idempotence;
     pub mod lock;

@@ -15,6 +15,15 @@ pub const STATUS_PREFIX: &str = "/molten/status/";
 /// Prefix of per-node Docker TLS material (certificates and keys), see [`node_tls`].
 pub const TLS_PREFIX: &str = "/molten/tls/";
 
+/// Prefix of the last etcd snapshot each member took (`mc etcd snapshot`), see [`etcd_snapshot`].
+pub const SNAPSHOTS_PREFIX: &str = "/molten/etcd-snapshots/";
+
+/// `/molten/etcd-snapshots/<name>`: when, how big and which sha256 the member's last snapshot
+/// had (the snapshot itself stays on the member's disk).
+pub fn etcd_snapshot(name: &str) -> String {
+    format!("{SNAPSHOTS_PREFIX}{name}")
+}
+
 /// `/molten/nodes/<name>`: the node record (addresses, zone, subnet, Docker endpoint, ...).
 pub fn node_record(name: &str) -> String {
     format!("{NODES_PREFIX}{name}")

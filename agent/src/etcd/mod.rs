@@ -5,6 +5,7 @@ pub mod membership;
 pub mod quorum;
 pub mod rbac;
 mod session;
+pub mod snapshot;
 mod tls;
 mod transient;
 
