@@ -4,14 +4,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use etcd_client::Client;
 
 use crate::bosh::{self, CloudOptions};
 use crate::cli::{BoshArgs, BoshCommand, Cli, Command, LocalArgs, NodeArgs};
 use crate::converge::{self, Options};
-use crate::etcd::{self, Retry};
 use crate::etcd_join::{self, JoinOptions};
-use crate::lock::NodeLock;
+pub use crate::node_access::EXIT_BUSY;
+use crate::node_access::{config_path, connect, exit, lock, retry};
 use crate::status::{self, StatusOptions};
 use crate::systemd::Systemctl;
 
@@ -219,42 +218,13 @@ fn cloud_options(args: &BoshArgs) -> CloudOptions {
     }
 }
 
-/// Exit code when another mc holds the node lock (sysexits' EX_TEMPFAIL: try again later).
-pub const EXIT_BUSY: u8 = 75;
-
-/// The node lock under `--root`, or the exit code to return when another mc holds it.
-pub(crate) fn lock(node: &NodeArgs, what: &str, wait_secs: u64) -> Result<NodeLock, ExitCode> {
-    let path = crate::fs::under_root(&node.root, crate::lock::LOCK_PATH);
-    match NodeLock::acquire(&path, what, Duration::from_secs(wait_secs)) {
-        Ok(lock) => Ok(lock),
-        Err(err) => {
-            eprintln!("mc: {err:#}");
-            Err(if err.is::<crate::lock::Busy>() {
-                ExitCode::from(EXIT_BUSY)
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-    }
-}
-
-pub(crate) fn retry(node: &NodeArgs) -> Retry {
-    Retry::with_budget(Duration::from_secs(node.etcd_timeout))
-}
-
 /// The node config's trust section, when there is a node config.
 fn node_trust(node: &NodeArgs) -> Result<Option<molten_contract::TrustSettings>> {
     let path = config_path(&node.root, &node.config);
     if node.config.is_none() && !path.exists() {
         return Ok(None);
     }
-    Ok(converge::load_config(&path)?.trust)
-}
-
-fn config_path(root: &std::path::Path, config: &Option<std::path::PathBuf>) -> std::path::PathBuf {
-    config
-        .clone()
-        .unwrap_or_else(|| crate::fs::under_root(root, molten_contract::NODE_CONFIG_PATH))
+    Ok(converge::load_config(&path)?.into_node_config().trust)
 }
 
 /// The node config and its trust settings (enroll and renew need both).
@@ -270,7 +240,7 @@ fn trust_settings(
         )
     })?;
     settings.private_ip = crate::address::private_ip(&local.root, &config).ok();
-    Ok((config, settings))
+    Ok((config.into_node_config(), settings))
 }
 
 /// "N certificates, the first expiring at T".
@@ -282,62 +252,5 @@ fn expiry_summary(infos: &[crate::identity::CertInfo]) -> String {
             crate::timestamp::rfc3339(first)
         ),
         None => "no certificates".to_string(),
-    }
-}
-
-/// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else
-/// with the node's enrolled etcd-client identity when the node config has a trust section.
-async fn connect(node: &NodeArgs) -> Result<Client> {
-    let (endpoints, tls) = etcd_target(node)?;
-    etcd::connect_tls(&endpoints, retry(node), tls).await
-}
-
-/// A retrying session to etcd, found and authenticated as [`connect`] does.
-pub(crate) async fn session(node: &NodeArgs) -> Result<etcd::Etcd> {
-    let (endpoints, tls) = etcd_target(node)?;
-    etcd::Etcd::connect_tls(&endpoints, retry(node), tls).await
-}
-
-/// The endpoints and client TLS for `node`'s arguments.
-fn etcd_target(node: &NodeArgs) -> Result<(Vec<String>, Option<etcd::EtcdTls>)> {
-    let path = config_path(&node.root, &node.config);
-    // With --etcd, the node config is read only for the node's identity, when there is one.
-    let needs_config = node.etcd.is_none()
-        || (node.etcd_cert.is_none() && (node.config.is_some() || path.exists()));
-    let config = if needs_config {
-        Some(
-            converge::load_config(&path)
-                .context("the etcd endpoints and identity come from the node config")?,
-        )
-    } else {
-        None
-    };
-    let endpoints = match (&node.etcd, &config) {
-        (Some(e), _) => e.clone(),
-        (None, Some(config)) => config.etcd.endpoints.clone(),
-        (None, None) => anyhow::bail!("no --etcd and no node config"),
-    };
-    let tls = match (&node.etcd_cert, &node.etcd_key, &node.etcd_ca) {
-        (Some(cert), Some(key), Some(ca)) => Some(etcd::EtcdTls::from_files(ca, cert, key)?),
-        _ => match config
-            .as_ref()
-            .and_then(crate::enroll::Settings::from_config)
-        {
-            Some(settings) => Some(crate::converge::trust::etcd_tls(
-                &node.root,
-                &settings,
-                crate::identity::Kind::EtcdClient,
-            )?),
-            None => None,
-        },
-    };
-    Ok((endpoints, tls))
-}
-
-pub(crate) fn exit(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::{EtcdCommand, NodeArgs, RestoreArgs, SnapshotArgs};
-use crate::commands::{exit, session};
 use crate::etcd::membership::{self, MemberHealth};
 use crate::etcd::snapshot::{self, RestoreOptions};
+use crate::node_access::{exit, session};
 
 pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
     match command {
@@ -147,7 +147,8 @@ fn node_name(node: &NodeArgs) -> Result<String> {
     Ok(crate::converge::load_config(&path)
         .context("no member name given, so it comes from the node config")?
         .node
-        .name)
+        .name
+        .clone())
 }
 
 /// One line per member: name, id, role, raft index and lag behind the leader, db size, or why

@@ -9,8 +9,8 @@ use ipnet::Ipv4Net;
 use molten_contract::FlannelSettings;
 use serde_json::{json, Value};
 
-use crate::converge::Done;
 use crate::etcd::{self, Created, Entry};
+use crate::outcome::Done;
 
 /// Makes sure `<prefix>/config` holds the network this node expects.
 pub async fn ensure_network_config(

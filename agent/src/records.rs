@@ -9,8 +9,8 @@ use ipnet::Ipv4Net;
 use molten_contract::{keys, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::converge::StepOutcome;
 use crate::etcd;
+use crate::outcome::StepOutcome;
 
 /// This build's version, in records and `mc version`.
 pub const MC_VERSION: &str = env!("CARGO_PKG_VERSION");

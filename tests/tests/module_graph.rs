@@ -40,6 +40,11 @@ fn composer_modules_form_no_cycle() {
 }
 
 #[test]
+fn agent_modules_form_no_cycle() {
+    assert_acyclic("agent");
+}
+
+#[test]
 fn contract_modules_form_no_cycle() {
     assert_acyclic("contract");
 }

@@ -6,77 +6,25 @@
 //! docker-network. A step whose input is missing because an earlier step failed is `skipped`.
 
 mod network;
-mod outcome;
+mod options;
+mod record;
 mod steps;
 pub mod trust;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use molten_contract::NodeConfig;
 
+pub use crate::outcome::{run_step, Done, State, StepOutcome};
 pub use network::docker_host;
-pub use outcome::{run_step, Done, State, StepOutcome};
+pub use options::{Options, Stage};
+pub use record::{node_record, RecordCerts};
 
-use crate::etcd::{Etcd, Retry};
+use crate::config::Config;
+use crate::etcd::Etcd;
 use crate::records::{self, Status, MC_VERSION};
 use crate::systemd::Systemd;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Stage {
-    /// Before flanneld and Docker start: etcd, flannel, PKI, systemd drop-ins, node record.
-    Boot,
-    /// After Docker and flanneld: the BOSH Docker network.
-    Network,
-    /// Everything, in order (operators, tests).
-    All,
-}
-
-impl Stage {
-    /// The stage names this run executes (as recorded on each step).
-    pub fn names(self) -> &'static [&'static str] {
-        match self {
-            Stage::Boot => &["boot"],
-            Stage::Network => &["network"],
-            Stage::All => &["boot", "network"],
-        }
-    }
-}
-
-/// Where and how to converge.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Every file read or written is under this directory (`/` on a node).
-    pub root: PathBuf,
-    /// The node config; default `<root>/etc/molten/node.json`.
-    pub config: Option<PathBuf>,
-    /// Overrides the node config's etcd endpoints.
-    pub etcd: Option<Vec<String>>,
-    /// Docker API address, e.g. `unix:///var/run/docker.sock` or `tcp://10.0.0.10:2376`.
-    pub docker_host: Option<String>,
-    pub stage: Stage,
-    pub etcd_retry: Retry,
-}
-
-impl Options {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            config: None,
-            etcd: None,
-            docker_host: None,
-            stage: Stage::All,
-            etcd_retry: Retry::default(),
-        }
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.config
-            .clone()
-            .unwrap_or_else(|| crate::fs::under_root(&self.root, molten_contract::NODE_CONFIG_PATH))
-    }
-}
 
 /// The result of a converge run.
 #[derive(Debug, Clone)]
@@ -92,7 +40,7 @@ pub struct Report {
 impl Report {
     /// Whether every step of this run succeeded and the status was published.
     pub fn ok(&self) -> bool {
-        self.publish_error.is_none() && !self.steps.iter().any(StepOutcome::failed)
+        self.publish_error.is_none() && StepOutcome::all_ok(&self.steps)
     }
 
     /// Whether this run changed anything.
@@ -101,14 +49,9 @@ impl Report {
     }
 }
 
-/// Loads the node config; errors name the file (a missing or malformed config stops the run
-/// before anything is written).
-pub fn load_config(path: &Path) -> Result<NodeConfig> {
-    let config = NodeConfig::load(path)?;
-    config
-        .subnet()
-        .with_context(|| format!("{}: node.zone / flannel", path.display()))?;
-    Ok(config)
+/// Loads the node config once, with its derived values ([`Config`]); errors name the file.
+pub fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path)
 }
 
 /// Runs the steps of `options.stage` and publishes the status. Errors only when the node config
@@ -124,7 +67,7 @@ pub async fn converge(options: &Options, systemd: &dyn Systemd) -> Result<Report
     let mut status = Status {
         node: config.node.name.clone(),
         steps: outcomes.clone(),
-        ok: !outcomes.iter().any(StepOutcome::failed),
+        ok: StepOutcome::all_ok(&outcomes),
         started: crate::timestamp::rfc3339(started_at),
         finished: crate::timestamp::rfc3339(crate::timestamp::now()),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -156,7 +99,7 @@ async fn publish(etcd: &mut Etcd, stage: Stage, status: &mut Status) -> Result<(
         stage.names(),
         std::mem::take(&mut status.steps),
     );
-    status.ok = !status.steps.iter().any(StepOutcome::failed);
+    status.ok = StepOutcome::all_ok(&status.steps);
     let status = &*status;
     etcd.run("publishing the status", |mut client| async move {
         records::publish_status(&mut client, status).await

@@ -4,8 +4,9 @@ use anyhow::Result;
 use ipnet::Ipv4Net;
 use molten_contract::{gateway, NodeConfig};
 
-use super::{Done, Options};
+use super::options::Options;
 use crate::docker::{self, NetworkOutcome, DEFAULT_FLANNEL_MTU};
+use crate::outcome::Done;
 
 /// Docker's socket on a node, relative to the root.
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";

@@ -3,16 +3,18 @@
 use std::net::Ipv4Addr;
 
 use anyhow::Context;
-use ipnet::Ipv4Net;
-use molten_contract::{gateway, NodeConfig, Role};
+use molten_contract::Role;
 
+use super::options::{Options, Stage};
+use super::record::{node_record, RecordCerts};
 use super::trust::{self, IdentityState};
-use super::{run_step, Done, Options, Stage, StepOutcome};
+use crate::config::Config;
 use crate::enroll;
 use crate::etcd::Etcd;
 use crate::identity::Kind;
+use crate::outcome::{run_step, Done, State, StepOutcome};
 use crate::pki::{self, NodeTls};
-use crate::records::{self, NodeRecord, MC_VERSION};
+use crate::records;
 use crate::systemd::{self, Systemd, TlsPaths};
 
 /// How long a converge waits for this node's learner to catch up before failing the step.
@@ -20,7 +22,7 @@ const PROMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(super) struct Run<'a> {
     options: &'a Options,
-    config: &'a NodeConfig,
+    config: &'a Config,
     systemd: &'a dyn Systemd,
     pub outcomes: Vec<StepOutcome>,
     pub etcd: Option<Etcd>,
@@ -32,7 +34,7 @@ pub(super) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    pub fn new(options: &'a Options, config: &'a NodeConfig, systemd: &'a dyn Systemd) -> Self {
+    pub fn new(options: &'a Options, config: &'a Config, systemd: &'a dyn Systemd) -> Self {
         Self {
             options,
             config,
@@ -74,12 +76,6 @@ impl<'a> Run<'a> {
         if boot {
             self.record().await;
         }
-    }
-
-    fn subnet(&self) -> Ipv4Net {
-        self.config
-            .subnet()
-            .expect("checked when the config was loaded")
     }
 
     fn push(&mut self, outcome: StepOutcome) {
@@ -187,7 +183,7 @@ impl<'a> Run<'a> {
         };
         let settings = &self.config.flannel;
         let node = &self.config.node.name;
-        let subnet = self.config.subnet().expect("checked at load");
+        let subnet = self.config.subnet;
         let (outcome, _) = run_step("flannel", "boot", async move {
             let config = etcd
                 .run("flannel network config", |mut client| async move {
@@ -245,7 +241,7 @@ impl<'a> Run<'a> {
         let (root, config, sd) = (&self.options.root, self.config, self.systemd);
         let (outcome, _) = run_step("units", "boot", async move {
             let result = systemd::converge_units(root, config, ip, &tls, sd)?;
-            Ok((units_done(&result), ()))
+            Ok((result.done(), ()))
         })
         .await;
         self.push(outcome);
@@ -259,7 +255,7 @@ impl<'a> Run<'a> {
                 "BOSH is not enabled on this node",
             ));
         }
-        let (config, options, subnet) = (self.config, self.options, self.subnet());
+        let (config, options, subnet) = (self.config, self.options, self.config.subnet);
         let (outcome, _) = run_step("docker-network", "network", async move {
             Ok((super::network::ensure(options, config, subnet).await?, ()))
         })
@@ -303,93 +299,5 @@ impl<'a> Run<'a> {
 }
 
 fn changed(done: &[&Done]) -> bool {
-    done.iter().any(|d| d.state == super::State::Changed)
-}
-
-/// What the node record says about certificates: fingerprints and expiry, never a key.
-#[derive(Debug, Clone)]
-pub struct RecordCerts {
-    /// SHA-256 of the CA dockerd trusts (and signed its certificate).
-    pub docker_ca_fingerprint: String,
-    pub docker_server_expiry: time::OffsetDateTime,
-    /// Every enrolled certificate of the node (empty without an authority).
-    pub certificates: Vec<records::CertSummary>,
-}
-
-impl RecordCerts {
-    pub fn from_node_tls(tls: &NodeTls) -> Self {
-        Self {
-            docker_ca_fingerprint: tls.ca.fingerprint(),
-            docker_server_expiry: tls.server_expiry,
-            certificates: Vec::new(),
-        }
-    }
-}
-
-/// The node record: what other nodes and `mc bosh` need to reach this node.
-pub fn node_record(config: &NodeConfig, ip: Ipv4Addr, certs: &RecordCerts) -> NodeRecord {
-    let subnet = config.subnet().expect("checked at load");
-    NodeRecord {
-        name: config.node.name.clone(),
-        cluster: config.cluster.clone(),
-        zone: config.node.zone,
-        roles: config.node.roles.clone(),
-        private_ip: ip,
-        subnet,
-        gateway: gateway(subnet),
-        docker_endpoint: format!("tcp://{ip}:{}", config.docker.tls_port),
-        ca_fingerprint: certs.docker_ca_fingerprint.clone(),
-        server_cert_expiry: crate::timestamp::rfc3339(certs.docker_server_expiry),
-        certificates: certs.certificates.clone(),
-        bosh_network: config
-            .bosh
-            .enabled
-            .then(|| config.bosh.network_name.clone()),
-        mc_version: MC_VERSION.to_string(),
-    }
-}
-
-fn units_done(result: &systemd::UnitsOutcome) -> Done {
-    let mut parts = Vec::new();
-    let names = |paths: &[std::path::PathBuf]| {
-        paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if !result.written.is_empty() {
-        parts.push(format!("wrote {}", names(&result.written)));
-    }
-    if !result.removed.is_empty() {
-        parts.push(format!("removed {}", names(&result.removed)));
-    }
-    if !result.retried.is_empty() {
-        parts.push(format!(
-            "retried what an earlier run left undone for {}",
-            result.retried.join(", ")
-        ));
-    }
-    if result.reloaded {
-        parts.push("daemon-reload".to_string());
-    }
-    if !result.requeued.is_empty() {
-        parts.push(format!(
-            "start jobs lost by the reload enqueued again: {}",
-            result.requeued.join(", ")
-        ));
-    }
-    if !result.restarted.is_empty() {
-        parts.push(format!("restarted {}", result.restarted.join(", ")));
-    }
-    if !result.skipped.is_empty() {
-        parts.push(format!(
-            "skipped (systemd not running in the root): {}",
-            result.skipped.join(", ")
-        ));
-    }
-    if parts.is_empty() {
-        return Done::unchanged("drop-ins up to date");
-    }
-    Done::from_flag(result.changed(), parts.join("; "))
+    done.iter().any(|d| d.state == State::Changed)
 }

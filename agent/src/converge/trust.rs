@@ -11,11 +11,12 @@ use anyhow::{Context, Result};
 use molten_contract::trust::{DOCKER_CA_FILE, ETCD_CA_FILE};
 use molten_contract::NodeConfig;
 
-use super::Done;
+use super::record::RecordCerts;
 use crate::enroll::{self, Settings};
 use crate::etcd::{rbac, Etcd, EtcdTls, Retry};
 use crate::fs::{under_root, write_if_changed, MODE_PUBLIC};
 use crate::identity::{self, CertInfo, Held, Kind};
+use crate::outcome::{Done, State};
 use crate::systemd::{self, Systemd, TlsPaths};
 
 /// What the identity step leaves for later steps.
@@ -202,7 +203,7 @@ pub async fn ensure_rbac(
         "auth on; {} node roles",
         roster.iter().filter(|n| rbac::valid_user(n)).count()
     )];
-    if network.state == super::State::Changed {
+    if network.state == State::Changed {
         parts.push(network.detail);
     }
     if !done.created.is_empty() {
@@ -217,7 +218,7 @@ pub async fn ensure_rbac(
         parts.push(format!("refused names {}", shown.join(", ")));
     }
     parts.extend(notes);
-    let changed = !done.created.is_empty() || network.state == super::State::Changed;
+    let changed = !done.created.is_empty() || network.state == State::Changed;
     Ok(Done::from_flag(changed, parts.join("; ")))
 }
 
@@ -227,7 +228,7 @@ pub fn record_certs(
     settings: &Settings,
     state: Option<&IdentityState>,
     root: &Path,
-) -> Option<super::steps::RecordCerts> {
+) -> Option<RecordCerts> {
     let infos = match state {
         Some(state) => state.infos.clone(),
         None => match identity::held(
@@ -242,7 +243,7 @@ pub fn record_certs(
     };
     let docker = infos.iter().find(|i| i.kind == Kind::DockerServer)?;
     let _ = config;
-    Some(super::steps::RecordCerts {
+    Some(RecordCerts {
         docker_ca_fingerprint: identity::fingerprint(&settings.roots.docker_ca).ok()?,
         docker_server_expiry: docker.not_after,
         certificates: infos

@@ -6,7 +6,7 @@ mod tls;
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -14,6 +14,7 @@ use bollard::Docker;
 use molten_contract::OsLayout;
 
 pub use network::{ensure_bosh_network, NetworkError, NetworkOutcome};
+pub use tls::ClientTls;
 
 /// flannel's vxlan MTU on a 1500-byte network; callers use it when `subnet.env` gives none.
 pub const DEFAULT_FLANNEL_MTU: u32 = 1450;
@@ -22,15 +23,6 @@ pub const DEFAULT_FLANNEL_MTU: u32 = 1450;
 const REQUEST_TIMEOUT_SECS: u64 = 60;
 /// How long connecting (version negotiation) may take before Docker counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Client side of Docker's mutual TLS: PEM files of the CA that signed the daemon's
-/// certificate, and this client's certificate and key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientTls {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
 
 /// Connects to dockerd at `host` (`unix:///path` or `tcp://host:port`; with `tls`, TCP uses
 /// mutual TLS) and negotiates the API version, so an unreachable daemon or a refused

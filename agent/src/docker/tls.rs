@@ -4,6 +4,7 @@
 //! given, so any publicly trusted certificate for the node's address would pass for the node.
 //! This transport builds the rustls configuration from the CA file alone.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -16,7 +17,14 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::ClientTls;
+/// Client side of Docker's mutual TLS: PEM files of the CA that signed the daemon's
+/// certificate, and this client's certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// A bollard client for `tcp://host:port` over mutual TLS with `tls`.
 pub(crate) fn connect(host: &str, tls: &ClientTls, timeout_secs: u64) -> anyhow::Result<Docker> {

@@ -4,51 +4,19 @@
 pub mod membership;
 pub mod quorum;
 pub mod rbac;
+mod retry;
 mod session;
 pub mod snapshot;
 mod tls;
 mod transient;
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
+pub use retry::Retry;
 pub use session::Etcd;
 pub use tls::EtcdTls;
 pub use transient::is_transient;
-
-/// How long and how often to try reaching etcd before giving up.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    /// Total time budget for all attempts.
-    pub budget: Duration,
-    /// Pause after the first failed attempt; doubles up to `max_backoff`.
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Self {
-            budget: Duration::from_secs(60),
-            first_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(4),
-        }
-    }
-}
-
-impl Retry {
-    pub fn with_budget(budget: Duration) -> Self {
-        Self {
-            budget,
-            ..Self::default()
-        }
-    }
-}
-
-/// Per-request limit, so a hung member cannot stall a converge forever.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the first of `endpoints` that answers, retrying within the budget; for commands
 /// that make a few calls and need no session. The error names every endpoint and the last
@@ -63,7 +31,7 @@ pub async fn connect_tls(
     retry: Retry,
     tls: Option<EtcdTls>,
 ) -> Result<Client> {
-    Ok(Etcd::connect_tls(endpoints, retry, tls).await?.client())
+    Etcd::connect_tls(endpoints, retry, tls).await?.client()
 }
 
 /// A key's value and the lease it is attached to (0 = none).
@@ -210,6 +178,7 @@ pub async fn put_if_unchanged(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn unreachable_etcd_is_reported_with_every_endpoint_within_the_budget() {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use etcd_client::{Client, ConnectOptions};
 
+use super::retry::{Retry, REQUEST_TIMEOUT};
 use super::tls::EtcdTls;
 use super::transient::{is_transient, NoAnswer};
-use super::{Retry, REQUEST_TIMEOUT};
 
 /// A connection to one of `endpoints`, replaced by one to the next endpoint after a transient
 /// failure.
@@ -71,9 +71,12 @@ impl Etcd {
         &self.endpoints[self.current]
     }
 
-    /// The connected client (for callers that make a single call and need no retries).
-    pub fn client(&self) -> Client {
-        self.client.clone().expect("connected in Etcd::connect")
+    /// The connected client (for callers that make a single call and need no retries); an
+    /// error when the last attempt left the session without one.
+    pub fn client(&self) -> Result<Client> {
+        self.client
+            .clone()
+            .with_context(|| format!("not connected to etcd at {}", self.endpoint()))
     }
 
     /// Runs `op` (named `what` in errors) on a client, retrying transient failures on the next

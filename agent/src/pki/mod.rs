@@ -3,20 +3,22 @@
 
 pub mod ca;
 pub mod cert;
+mod pem;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use etcd_client::Client;
 use molten_contract::{keys, NodeConfig};
 use time::OffsetDateTime;
 
-use crate::converge::{Done, State};
 use crate::etcd;
 use crate::fs::{under_root, write_if_changed, MODE_PUBLIC, MODE_SECRET};
+use crate::outcome::{Done, State};
 pub use ca::Ca;
 pub use cert::{Kind, Pair};
+pub use pem::pem_to_der;
 
 /// File names inside the TLS directory (`OsLayout::tls_dir`).
 pub const CA_FILE: &str = "ca.pem";
@@ -182,18 +184,6 @@ fn read_pair(cert_file: &Path, key_file: &Path) -> Option<Pair> {
         cert_pem: std::fs::read_to_string(cert_file).ok()?,
         key_pem: std::fs::read_to_string(key_file).ok()?,
     })
-}
-
-/// The DER of the first certificate in a PEM text.
-pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
-    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| anyhow!("not a PEM certificate: {e}"))?;
-    anyhow::ensure!(
-        parsed.label == "CERTIFICATE",
-        "PEM block is {:?}, not CERTIFICATE",
-        parsed.label
-    );
-    Ok(parsed.contents)
 }
 
 /// Reads the node's client certificate and key from etcd (for `mc bosh`).

@@ -7,6 +7,7 @@
 //! (`mc.service` is ordered before them), so they simply start with the new configuration.
 
 mod files;
+mod manager;
 pub mod pending;
 mod render;
 #[cfg(test)]
@@ -22,35 +23,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use molten_contract::NodeConfig;
 
+use crate::outcome::Done;
+
+pub use manager::{Systemd, TlsPaths};
 pub use render::{bridge_arg, dockerd_args, tls_listen_args, DROPIN_NAME, HEADER};
 pub use systemctl::Systemctl;
-
-/// The systemd calls the agent makes. Production uses [`Systemctl`]; unit tests use a fake.
-pub trait Systemd {
-    /// Whether a systemd manager answers at all. When it does not, unit actions are reported
-    /// as skipped in [`UnitsOutcome::skipped`].
-    fn is_running(&self) -> bool;
-    /// `systemctl daemon-reload`: makes systemd read changed unit files.
-    fn daemon_reload(&self) -> anyhow::Result<()>;
-    /// Whether `unit` is running (so a changed configuration needs a restart to apply).
-    fn is_active(&self, unit: &str) -> anyhow::Result<bool>;
-    /// `systemctl restart <unit>`.
-    fn restart(&self, unit: &str) -> anyhow::Result<()>;
-    /// The units that have a start job queued (`systemctl list-jobs`).
-    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>>;
-    /// `systemctl start --no-block <units>`: enqueues start jobs without waiting for them
-    /// (mc.service is ordered before these units, so waiting would deadlock the boot).
-    fn start_no_block(&self, units: &[String]) -> anyhow::Result<()>;
-}
-
-/// This node's Docker server TLS files as seen on the node (no `--root` prefix): they go into
-/// dockerd's command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsPaths {
-    pub ca: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
-}
 
 /// What [`converge_units`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +51,53 @@ pub struct UnitsOutcome {
 }
 
 impl UnitsOutcome {
+    /// The step's result in the agent's vocabulary: what was written, reloaded, restarted.
+    pub fn done(&self) -> Done {
+        let result = self;
+        let mut parts = Vec::new();
+        let names = |paths: &[std::path::PathBuf]| {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !result.written.is_empty() {
+            parts.push(format!("wrote {}", names(&result.written)));
+        }
+        if !result.removed.is_empty() {
+            parts.push(format!("removed {}", names(&result.removed)));
+        }
+        if !result.retried.is_empty() {
+            parts.push(format!(
+                "retried what an earlier run left undone for {}",
+                result.retried.join(", ")
+            ));
+        }
+        if result.reloaded {
+            parts.push("daemon-reload".to_string());
+        }
+        if !result.requeued.is_empty() {
+            parts.push(format!(
+                "start jobs lost by the reload enqueued again: {}",
+                result.requeued.join(", ")
+            ));
+        }
+        if !result.restarted.is_empty() {
+            parts.push(format!("restarted {}", result.restarted.join(", ")));
+        }
+        if !result.skipped.is_empty() {
+            parts.push(format!(
+                "skipped (systemd not running in the root): {}",
+                result.skipped.join(", ")
+            ));
+        }
+        if parts.is_empty() {
+            return Done::unchanged("drop-ins up to date");
+        }
+        Done::from_flag(result.changed(), parts.join("; "))
+    }
+
     /// Whether any file changed on disk, or unit actions an earlier run left undone were done.
     pub fn changed(&self) -> bool {
         !self.written.is_empty() || !self.removed.is_empty() || !self.retried.is_empty()

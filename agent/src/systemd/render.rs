@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 use molten_contract::{NodeConfig, OsLayout, OsVariant};
 
-use super::TlsPaths;
+use super::manager::TlsPaths;
 
 /// File name of every drop-in `mc` owns. Sorted after the composer's drop-ins (`10-`, `20-`),
 /// so where two set the same single-valued key, the agent's boot-time value wins.

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use anyhow::{bail, Context};
 
-use super::Systemd;
+use super::manager::Systemd;
 
 /// Talks to a systemd through `systemctl`: by default the one of the machine `mc` runs on, or,
 /// through a command prefix, one this process cannot reach directly (e.g.

@@ -1,4 +1,7 @@
-//! What a step reports: one line of `mc status` per step.
+//! The agent's one result vocabulary, a leaf every step module may use: a step returns
+//! [`Done`] (its [`State`] and a detail) or an error; [`run_step`] records either as a
+//! [`StepOutcome`] (one line of `mc status`). Subsystems that report more (the systemd and
+//! Docker network steps) turn their own details into a `Done` themselves.
 
 use std::future::Future;
 use std::time::Instant;
@@ -89,6 +92,11 @@ impl StepOutcome {
 
     pub fn failed(&self) -> bool {
         self.state == State::Failed
+    }
+
+    /// Whether no step of `steps` failed: the verdict of a run and of a published status.
+    pub fn all_ok(steps: &[StepOutcome]) -> bool {
+        !steps.iter().any(StepOutcome::failed)
     }
 }
 

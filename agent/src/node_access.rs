@@ -1,0 +1,103 @@
+//! How the node commands reach the node: its config path, the one-mc-at-a-time lock, etcd
+//! (endpoints and client TLS from the arguments or the node config) and the exit status.
+//! Shared by `commands` and `etcd_commands`, so neither imports the other.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use etcd_client::Client;
+
+use crate::cli::NodeArgs;
+use crate::converge;
+use crate::etcd::{self, Retry};
+use crate::lock::NodeLock;
+
+/// Exit code when another mc holds the node lock (sysexits' EX_TEMPFAIL: try again later).
+pub const EXIT_BUSY: u8 = 75;
+
+/// The node lock under `--root`, or the exit code to return when another mc holds it.
+pub fn lock(node: &NodeArgs, what: &str, wait_secs: u64) -> Result<NodeLock, ExitCode> {
+    let path = crate::fs::under_root(&node.root, crate::lock::LOCK_PATH);
+    match NodeLock::acquire(&path, what, Duration::from_secs(wait_secs)) {
+        Ok(lock) => Ok(lock),
+        Err(err) => {
+            eprintln!("mc: {err:#}");
+            Err(if err.is::<crate::lock::Busy>() {
+                ExitCode::from(EXIT_BUSY)
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+pub fn retry(node: &NodeArgs) -> Retry {
+    Retry::with_budget(Duration::from_secs(node.etcd_timeout))
+}
+
+pub fn config_path(
+    root: &std::path::Path,
+    config: &Option<std::path::PathBuf>,
+) -> std::path::PathBuf {
+    config
+        .clone()
+        .unwrap_or_else(|| crate::fs::under_root(root, molten_contract::NODE_CONFIG_PATH))
+}
+
+/// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else
+/// with the node's enrolled etcd-client identity when the node config has a trust section.
+pub async fn connect(node: &NodeArgs) -> Result<Client> {
+    let (endpoints, tls) = etcd_target(node)?;
+    etcd::connect_tls(&endpoints, retry(node), tls).await
+}
+
+/// A retrying session to etcd, found and authenticated as [`connect`] does.
+pub async fn session(node: &NodeArgs) -> Result<etcd::Etcd> {
+    let (endpoints, tls) = etcd_target(node)?;
+    etcd::Etcd::connect_tls(&endpoints, retry(node), tls).await
+}
+
+/// The endpoints and client TLS for `node`'s arguments.
+pub fn etcd_target(node: &NodeArgs) -> Result<(Vec<String>, Option<etcd::EtcdTls>)> {
+    let path = config_path(&node.root, &node.config);
+    // With --etcd, the node config is read only for the node's identity, when there is one.
+    let needs_config = node.etcd.is_none()
+        || (node.etcd_cert.is_none() && (node.config.is_some() || path.exists()));
+    let config = if needs_config {
+        Some(
+            converge::load_config(&path)
+                .context("the etcd endpoints and identity come from the node config")?,
+        )
+    } else {
+        None
+    };
+    let endpoints = match (&node.etcd, &config) {
+        (Some(e), _) => e.clone(),
+        (None, Some(config)) => config.etcd.endpoints.clone(),
+        (None, None) => anyhow::bail!("no --etcd and no node config"),
+    };
+    let tls = match (&node.etcd_cert, &node.etcd_key, &node.etcd_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(etcd::EtcdTls::from_files(ca, cert, key)?),
+        _ => match config
+            .as_ref()
+            .and_then(|c| crate::enroll::Settings::from_config(c))
+        {
+            Some(settings) => Some(crate::converge::trust::etcd_tls(
+                &node.root,
+                &settings,
+                crate::identity::Kind::EtcdClient,
+            )?),
+            None => None,
+        },
+    };
+    Ok((endpoints, tls))
+}
+
+pub fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
