@@ -69,12 +69,23 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
         .clone()
         .unwrap_or(config.etcd.endpoints.clone());
     let name = config.node.name.clone();
-    let peer_url = peer_url(ip, options.peer_port);
+    // With an authority, peers speak TLS and adding a member needs the root identity.
+    let trust = crate::enroll::Settings::from_config(&config);
+    let peer_url = match trust {
+        Some(_) => peer_url(ip, options.peer_port).replacen("http://", "https://", 1),
+        None => peer_url(ip, options.peer_port),
+    };
     let data_dir = options
         .data_dir
         .clone()
         .unwrap_or_else(|| under_root(&options.root, DEFAULT_DATA_DIR));
-    let mut etcd = Etcd::connect(&endpoints, options.retry).await?;
+    let tls = trust
+        .as_ref()
+        .map(|s| {
+            crate::converge::trust::etcd_tls(&options.root, s, crate::identity::Kind::EtcdAdmin)
+        })
+        .transpose()?;
+    let mut etcd = Etcd::connect_tls(&endpoints, options.retry, tls).await?;
 
     let members = membership::list(&mut etcd).await?;
     let has_data = member_data_present(&data_dir)?;
