@@ -153,6 +153,8 @@ pub struct ComposeArgs {
     /// Ship this local agent binary (mc) instead of the profile's agent
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: crate::authority::cli::ComposeTrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -281,12 +283,26 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 
 fn run_compose(args: &ComposeArgs) -> Result<(), Failure> {
     let loaded = load(&args.profile, Some(args.platform), args.agent.as_deref())?;
-    let composition = compose(&loaded.cluster, args.platform)
-        .map_err(|err| report_compose_error(&err, &args.profile.profile))?;
     let dest = args
         .out
         .clone()
         .unwrap_or_else(|| Path::new("out").join(args.platform.name()));
+    let trust = crate::authority::cli::trust_input(
+        &args.trust,
+        &args.profile.profile,
+        &loaded.cluster,
+        args.platform,
+        &dest,
+    )
+    .map_err(|failure| match failure {
+        crate::authority::cli::AuthorityFailure::InvalidInput => Failure::InvalidInput,
+        crate::authority::cli::AuthorityFailure::Failed(err) => {
+            eprintln!("error: {err:#}");
+            Failure::Failed
+        }
+    })?;
+    let composition = crate::compose::compose_with(&loaded.cluster, args.platform, trust.as_ref())
+        .map_err(|err| report_compose_error(&err, &args.profile.profile))?;
     write_bundle(&composition.bundle, &dest).map_err(|err| {
         eprintln!("error: {err:#}");
         Failure::Failed

@@ -5,7 +5,8 @@ use crate::digest;
 use crate::error::ComposeError;
 use crate::ignition;
 use crate::model::{Agent, Cluster, AGENT_ASSET};
-use crate::platform::{Bundle, ComposedNode, Platform};
+use crate::platform::{Bundle, ComposedNode, Pinned, Platform};
+use crate::trust::TrustInput;
 
 /// Everything `molten compose` writes, in memory.
 pub struct Composition {
@@ -16,15 +17,42 @@ pub struct Composition {
 }
 
 /// Composes `cluster` for `platform`: per-node Ignition, the platform's files, the agent binary
-/// where the bundle serves it, and `SHA256SUMS`.
+/// where the bundle serves it, and `SHA256SUMS`. Without an authority: no `trust` section, etcd
+/// over plain HTTP (kept until every path composes with one).
 pub fn compose(cluster: &Cluster, platform: Platform) -> Result<Composition, ComposeError> {
+    compose_with(cluster, platform, None)
+}
+
+/// [`compose`] with an authority: every node is registered with it, gets its `trust` section and
+/// its own token, and etcd, flanneld and the pointer configs use TLS.
+pub fn compose_with(
+    cluster: &Cluster,
+    platform: Platform,
+    trust: Option<&TrustInput>,
+) -> Result<Composition, ComposeError> {
     let target = platform.target();
     let delivery = target.delivery(cluster)?;
     let mut bundle = Bundle::default();
-    let mut nodes = Vec::with_capacity(cluster.nodes.len());
+    let mut plans = Vec::with_capacity(cluster.nodes.len());
     for node in &cluster.nodes {
         let plan = target.plan_node(cluster, node, &delivery)?;
-        let built = ignition::node_ignition(cluster, node, &plan)?;
+        plans.push(if trust.is_some() {
+            plan.with_tls()
+        } else {
+            plan
+        });
+    }
+    let composed_trust = match trust {
+        Some(input) => {
+            let pairs: Vec<_> = cluster.nodes.iter().zip(plans.iter()).collect();
+            Some(crate::trust::prepare(cluster, &pairs, input)?)
+        }
+        None => None,
+    };
+    let mut nodes = Vec::with_capacity(cluster.nodes.len());
+    for (node, plan) in cluster.nodes.iter().zip(&plans) {
+        let node_trust = composed_trust.as_ref().and_then(|t| t.node(&node.name));
+        let built = ignition::node_ignition(cluster, node, plan, node_trust.as_ref())?;
         let json = ignition::to_json(&built.config);
         bundle.add(
             &target.ignition_path(node),
@@ -34,6 +62,10 @@ pub fn compose(cluster: &Cluster, platform: Platform) -> Result<Composition, Com
         nodes.push(ComposedNode {
             node,
             ignition: json,
+            pinned: composed_trust.as_ref().map(|t| Pinned {
+                base_url: t.authority_url.clone(),
+                ca_pem: t.authority_ca.clone(),
+            }),
         });
     }
     target.render(cluster, &nodes, &mut bundle)?;

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod platform;
 pub mod profile;
 pub mod serve;
+pub mod trust;
 
 pub use compose::{compose, Composition};
 pub use error::ComposeError;

@@ -1,12 +1,17 @@
 //! Cluster + node + the node's plan → the node config the agent reads (`/etc/molten/node.json`).
 
-use molten_contract::{EtcdSettings, NodeConfig, NodeIdentity, NODE_CONFIG_VERSION};
+use molten_contract::{EtcdSettings, NodeConfig, NodeIdentity, TrustSettings, NODE_CONFIG_VERSION};
 
 use crate::model::{Cluster, Node};
 use crate::plan::NodePlan;
 
 /// The complete node config for `node`.
-pub fn node_config(cluster: &Cluster, node: &Node, plan: &NodePlan) -> NodeConfig {
+pub fn node_config(
+    cluster: &Cluster,
+    node: &Node,
+    plan: &NodePlan,
+    trust: Option<&TrustSettings>,
+) -> NodeConfig {
     NodeConfig {
         version: NODE_CONFIG_VERSION,
         cluster: cluster.name.clone(),
@@ -23,6 +28,6 @@ pub fn node_config(cluster: &Cluster, node: &Node, plan: &NodePlan) -> NodeConfi
         flannel: cluster.flannel.settings.clone(),
         docker: cluster.docker.clone(),
         bosh: cluster.bosh.clone(),
-        trust: None,
+        trust: trust.cloned(),
     }
 }

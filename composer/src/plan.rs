@@ -78,6 +78,32 @@ pub struct NodePlan {
     pub delivery: Delivery,
 }
 
+impl NodePlan {
+    /// The same plan with every etcd URL on `https://` (composing with an authority).
+    pub fn with_tls(mut self) -> NodePlan {
+        let tls = |url: &str| url.replace("http://", "https://");
+        self.etcd_endpoints = self.etcd_endpoints.iter().map(|u| tls(u)).collect();
+        self.etcd = match self.etcd {
+            EtcdPlan::Static {
+                ip,
+                initial_cluster,
+            } => EtcdPlan::Static {
+                ip,
+                initial_cluster: tls(&initial_cluster),
+            },
+            EtcdPlan::AtBoot {
+                metadata,
+                join_through,
+            } => EtcdPlan::AtBoot {
+                metadata,
+                join_through: join_through.map(|u| tls(&u)),
+            },
+            EtcdPlan::NotMember => EtcdPlan::NotMember,
+        };
+        self
+    }
+}
+
 /// `http://<host>:<port>`: an etcd client or peer URL.
 pub fn etcd_url(host: impl std::fmt::Display, port: u16) -> String {
     format!("http://{host}:{port}")

@@ -150,7 +150,7 @@ fn check_applied_node(
     let plan = target.plan_node(&served.cluster, node, &delivery).unwrap();
     assert_eq!(
         config,
-        molten::nodeconfig::node_config(&served.cluster, node, &plan)
+        molten::nodeconfig::node_config(&served.cluster, node, &plan, None)
     );
     assert_eq!(mode(root, "/etc/molten/node.json"), 0o644);
 

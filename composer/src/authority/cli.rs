@@ -58,6 +58,101 @@ pub struct IssueClientArgs {
     pub validity_days: u32,
 }
 
+/// `molten compose`'s authority flags.
+#[derive(Debug, Args)]
+pub struct ComposeTrustArgs {
+    /// Compose with this cluster authority (enrollment, TLS); without DIR the one beside the
+    /// profile, created when missing
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
+    pub authority: Option<PathBuf>,
+    /// How nodes reach the authority's HTTPS listener [default: https://<bundle host>:8443]
+    #[arg(long, value_name = "URL", requires = "authority")]
+    pub authority_url: Option<String>,
+    /// How long enrollment tokens stay valid: 24h, 7d, 600s
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "24h",
+        value_parser = super::serve_cmd::parse_validity
+    )]
+    pub token_ttl: Duration,
+}
+
+/// The authority to compose with, if asked: refused inside the output directory, created beside
+/// the profile when `--authority` names no directory and none is there yet.
+pub fn trust_input(
+    args: &ComposeTrustArgs,
+    profile: &Path,
+    cluster: &crate::model::Cluster,
+    platform: crate::platform::Platform,
+    out: &Path,
+) -> Result<Option<crate::trust::TrustInput>, AuthorityFailure> {
+    let Some(dir) = &args.authority else {
+        return Ok(None);
+    };
+    let implicit = dir.as_os_str().is_empty();
+    let dir = if implicit {
+        super::default_dir(profile, &cluster.name)
+    } else {
+        dir.clone()
+    };
+    if secure_fs::is_within(&dir, out) || secure_fs::is_within(out, &dir) {
+        eprintln!(
+            "error[--authority]: {} and the output {} overlap: the authority holds CA keys and \
+             must stay outside every bundle",
+            dir.display(),
+            out.display()
+        );
+        return Err(AuthorityFailure::InvalidInput);
+    }
+    let now = OffsetDateTime::now_utc();
+    let authority = if implicit && !dir.exists() {
+        let authority =
+            Authority::init(&dir, &cluster.name, now).map_err(AuthorityFailure::Failed)?;
+        eprintln!(
+            "created the authority of cluster {} in {} (0700): keep it, back it up",
+            cluster.name,
+            dir.display()
+        );
+        authority
+    } else {
+        Authority::open(&dir).map_err(AuthorityFailure::Failed)?
+    };
+    let authority_url = match &args.authority_url {
+        Some(url) => url.clone(),
+        None => {
+            let served = platform
+                .target()
+                .served_base_url(cluster)
+                .map_err(|err| AuthorityFailure::Failed(anyhow::anyhow!("{err}")))?;
+            match served
+                .as_deref()
+                .and_then(crate::trust::default_authority_url)
+            {
+                Some(url) => url,
+                None => {
+                    eprintln!(
+                        "error[--authority-url]: platform {platform} serves no bundle, so molten \
+                         cannot tell where nodes reach the authority: give \
+                         --authority-url https://<bastion>:8443"
+                    );
+                    return Err(AuthorityFailure::InvalidInput);
+                }
+            }
+        }
+    };
+    if crate::trust::url_host(&authority_url).is_none() {
+        eprintln!("error[--authority-url]: {authority_url} is not https://<host>:<port>");
+        return Err(AuthorityFailure::InvalidInput);
+    }
+    Ok(Some(crate::trust::TrustInput {
+        authority,
+        authority_url,
+        token_ttl: args.token_ttl,
+        now,
+    }))
+}
+
 /// Why the command failed: bad input (exit 2) or anything else (exit 1).
 #[derive(Debug)]
 pub enum AuthorityFailure {

@@ -57,6 +57,8 @@ struct Peer {
 
 /// A bound HTTPS listener, not yet accepting.
 pub struct AuthorityServer {
+    /// The bundle's router, answering every path that is not the authority's.
+    bundle: Option<Router>,
     listener: TcpListener,
     local_addr: SocketAddr,
     acceptor: TlsAcceptor,
@@ -109,6 +111,7 @@ pub async fn bind(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local_addr = listener.local_addr().context("listener has no address")?;
     Ok(AuthorityServer {
+        bundle: None,
         listener,
         local_addr,
         acceptor: TlsAcceptor::from(Arc::new(config)),
@@ -140,6 +143,12 @@ fn tls_config(cert_pem: &str, key_pem: &str, client_ca_pem: &str) -> Result<Serv
 }
 
 impl AuthorityServer {
+    /// Serves `bundle` (the plain-HTTP listener's files) on this listener too.
+    pub fn with_bundle(mut self, bundle: Router) -> Self {
+        self.bundle = Some(bundle);
+        self
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -157,7 +166,10 @@ impl AuthorityServer {
     /// Accepts until `shutdown` completes, then lets in-flight requests finish (at most
     /// [`DRAIN_TIMEOUT`]).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let app = router(self.service.clone());
+        let app = match self.bundle {
+            Some(bundle) => authority_routes(self.service.clone()).fallback_service(bundle),
+            None => authority_routes(self.service.clone()).fallback(not_found),
+        };
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         tokio::pin!(shutdown);
         loop {
@@ -209,7 +221,9 @@ async fn serve_connection(acceptor: TlsAcceptor, stream: TcpStream, addr: Socket
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|leaf| common_name(leaf));
-    let app = app.layer(Extension(Peer { addr, client_cn }));
+    let app = app
+        .layer(Extension(Peer { addr, client_cn }))
+        .layer(Extension(axum::extract::ConnectInfo(addr)));
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
@@ -223,12 +237,11 @@ fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
-fn router(service: Arc<AuthorityService>) -> Router {
+fn authority_routes(service: Arc<AuthorityService>) -> Router {
     Router::new()
         .route(ENROLL_PATH, post(enroll))
         .route(RENEW_PATH, post(renew))
         .route(ROSTER_PATH, get(roster))
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(service)
 }

@@ -62,16 +62,17 @@ pub fn run_until_signalled(
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
-        let https = https::bind(service, options.tls_listen, &options.extra_names).await?;
-        eprintln!("{}", https.describe());
+        let mut https = https::bind(service, options.tls_listen, &options.extra_names).await?;
         let bundle_server = match bundle {
             Some(dir) => {
                 let server = serve::bind(dir, listen).await?;
                 eprintln!("{}", server.describe());
+                https = https.with_bundle(server.bundle_router());
                 Some(server)
             }
             None => None,
         };
+        eprintln!("{}", https.describe());
         let https_task = tokio::spawn(https.run(stopped()));
         if let Some(server) = bundle_server {
             server.run(stopped()).await?;

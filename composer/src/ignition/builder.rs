@@ -182,6 +182,24 @@ pub fn replace_config(source: &str, hash: &str) -> Config {
     config
 }
 
+/// [`replace_config`] fetched over HTTPS from a server whose certificate `ca_pem` signed: the
+/// CA goes into `ignition.security.tls.certificateAuthorities` (the only extra root Ignition
+/// trusts for the fetch), inline as the smaller of text and gzip.
+pub fn replace_config_pinned(source: &str, hash: &str, ca_pem: &str) -> Config {
+    let mut config = replace_config(source, hash);
+    let inline = dataurl::encode(ca_pem, InlineEncoding::Smallest);
+    config.ignition.security = Some(ignition_config::v3_3::Security {
+        tls: Some(ignition_config::v3_3::SecurityTls {
+            certificate_authorities: Some(vec![Resource {
+                source: Some(inline.source),
+                compression: inline.compression.map(str::to_string),
+                ..Default::default()
+            }]),
+        }),
+    });
+    config
+}
+
 /// Compact JSON without the `null`s `ignition_config` emits for unset optional fields: smaller,
 /// and identical for identical input (object keys come out in a fixed order).
 pub fn to_json(config: &Config) -> String {

@@ -1,7 +1,8 @@
 //! Per-node Ignition (spec 3.3.0, the newest spec Debian's validator, Flatcar and Matchbox all
 //! accept): hostname, SSH keys for `core`, `/etc/molten/node.json`, the agent binary (fetched
-//! and checked against its sha512) and the units from `docs/architecture.md`. Nothing secret:
-//! the agent creates every key at boot and keeps it in etcd.
+//! and checked against its sha512) and the units from `docs/architecture.md`. No key: the agent
+//! creates the node's keys at boot. With an authority the node's one secret, its single-use
+//! enrollment token, is in its own config only (`/etc/molten/enroll-token`, 0600).
 //!
 //! The Ignition stage follows the node's plan ([`crate::plan::NodePlan`]) and knows no platform:
 //! inline files are gzip + base64 where that is smaller (node.json: about two thirds of its
@@ -11,15 +12,19 @@ mod builder;
 mod dataurl;
 pub mod units;
 
-pub use builder::{replace_config, to_json, BuildError, ConfigBuilder, UnitBody};
+pub use builder::{
+    replace_config, replace_config_pinned, to_json, BuildError, ConfigBuilder, UnitBody,
+};
 pub use ignition_config::v3_3::Config;
 
+use molten_contract::trust::{DOCKER_CA_FILE, ENROLL_TOKEN_PATH, ETCD_CA_FILE};
 use molten_contract::{NodeConfig, OsVariant, NODE_CONFIG_PATH};
 
 use crate::error::ComposeError;
 use crate::model::{Cluster, Node};
 use crate::nodeconfig;
 use crate::plan::{EtcdPlan, NodePlan};
+use crate::trust::NodeTrust;
 use units::{EtcdMember, DROPIN_NAME};
 
 /// The user whose SSH keys the profile lists (Flatcar's default user).
@@ -41,8 +46,10 @@ pub fn node_ignition(
     cluster: &Cluster,
     node: &Node,
     plan: &NodePlan,
+    trust: Option<&NodeTrust<'_>>,
 ) -> Result<NodeIgnition, ComposeError> {
-    let node_config = nodeconfig::node_config(cluster, node, plan);
+    let node_config = nodeconfig::node_config(cluster, node, plan, trust.map(|t| t.settings));
+    let tls = trust.is_some();
     let layout = cluster.os.layout();
     let agent = &plan.delivery.agent;
     let mut b = ConfigBuilder::with_inline_encoding(plan.delivery.inline_encoding);
@@ -59,7 +66,10 @@ pub fn node_ignition(
         &sha512_hash(&agent.sha512),
     )?;
 
-    add_etcd(&mut b, cluster, node, &plan.etcd)?;
+    if let Some(trust) = trust {
+        add_trust(&mut b, cluster, trust)?;
+    }
+    add_etcd(&mut b, cluster, node, &plan.etcd, tls)?;
     let endpoints = &node_config.etcd.endpoints;
     match cluster.os {
         OsVariant::Flatcar => b.unit(
@@ -67,19 +77,21 @@ pub fn node_ignition(
             true,
             UnitBody::Dropin(
                 DROPIN_NAME.into(),
-                units::flannel_flatcar_dropin(cluster, &layout, endpoints)?,
+                units::flannel_flatcar_dropin(cluster, &layout, endpoints, tls)?,
             ),
         )?,
         OsVariant::Debian => b.unit(
             layout.flannel_unit,
             true,
-            UnitBody::Contents(units::flannel_debian_unit(cluster, &layout, endpoints)?),
+            UnitBody::Contents(units::flannel_debian_unit(
+                cluster, &layout, endpoints, tls,
+            )?),
         )?,
     }
     b.unit(
         layout.agent_unit,
         true,
-        UnitBody::Contents(units::mc_unit(&layout, plan.metadata.as_ref())),
+        UnitBody::Contents(units::mc_unit(&layout, plan.metadata.as_ref(), tls)),
     )?;
     b.unit(
         layout.agent_network_unit,
@@ -102,6 +114,47 @@ pub fn node_config_json(config: &NodeConfig) -> String {
     text
 }
 
+/// The node's token (its only secret: 0600, in its own Ignition only), the trust roots it
+/// installs, and the enrollment and renewal units.
+fn add_trust(
+    b: &mut ConfigBuilder,
+    cluster: &Cluster,
+    trust: &NodeTrust<'_>,
+) -> Result<(), ComposeError> {
+    let layout = cluster.os.layout();
+    b.inline_file(ENROLL_TOKEN_PATH, 0o600, &format!("{}\n", trust.token))?;
+    let tls_dir = layout.tls_dir;
+    b.inline_file(
+        &format!("{tls_dir}/{ETCD_CA_FILE}"),
+        0o644,
+        &trust.settings.etcd_ca,
+    )?;
+    b.inline_file(
+        &format!("{tls_dir}/{DOCKER_CA_FILE}"),
+        0o644,
+        &trust.settings.docker_ca,
+    )?;
+    if cluster.os == OsVariant::Flatcar {
+        b.inline_file(units::FLATCAR_ETCD_CA_COPY, 0o644, &trust.settings.etcd_ca)?;
+    }
+    b.unit(
+        units::ENROLL_UNIT,
+        true,
+        UnitBody::Contents(units::mc_enroll_unit(&layout)),
+    )?;
+    b.unit(
+        units::RENEW_UNIT,
+        false,
+        UnitBody::Contents(units::mc_renew_unit(&layout)),
+    )?;
+    b.unit(
+        units::RENEW_TIMER,
+        true,
+        UnitBody::Contents(units::mc_renew_timer()),
+    )?;
+    Ok(())
+}
+
 /// Members get an etcd drop-in; workers leave etcd off (Debian's package enables `etcd.service`
 /// on install, so there it is masked).
 fn add_etcd(
@@ -109,9 +162,10 @@ fn add_etcd(
     cluster: &Cluster,
     node: &Node,
     plan: &EtcdPlan,
+    tls: bool,
 ) -> Result<(), ComposeError> {
     let layout = cluster.os.layout();
-    let member = EtcdMember { cluster, node };
+    let member = EtcdMember { cluster, node, tls };
     let dropin = match (cluster.os, plan) {
         (OsVariant::Debian, EtcdPlan::NotMember) => {
             b.unit(layout.etcd_unit, false, UnitBody::Masked)?;
@@ -176,7 +230,7 @@ mod tests {
             inline_encoding: target.inline_encoding(),
         };
         let plan = target.plan_node(c, &c.nodes[index], &delivery)?;
-        node_ignition(c, &c.nodes[index], &plan)
+        node_ignition(c, &c.nodes[index], &plan, None)
     }
 
     fn agent() -> AgentSource {

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use molten_contract::trust::{CertificateKind, DEFAULT_STATE_DIR, ETCD_CA_FILE, IDENTITY_SUBDIR};
 use molten_contract::{OsLayout, OsVariant};
 
 use std::net::Ipv4Addr;
@@ -20,6 +21,112 @@ pub const ETCD_JOIN_ENV: &str = "/run/molten/etcd-join.env";
 /// Flatcar's wrapper that runs etcd in a container with the `ETCD_*` environment.
 const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
 
+/// The unit that enrolls the node with the authority before etcd and the agent start.
+pub const ENROLL_UNIT: &str = "mc-enroll.service";
+pub const RENEW_UNIT: &str = "mc-renew.service";
+pub const RENEW_TIMER: &str = "mc-renew.timer";
+
+/// On Flatcar, etcd-wrapper bind-mounts `ETCD_SSL_DIR` at `/etc/ssl/certs` inside etcd's
+/// container (flannel-wrapper at the same path): the state dir, whose `identity/` holds the keys,
+/// with a copy of the etcd CA beside it.
+pub const FLATCAR_SSL_DIR: &str = "/var/lib/molten";
+pub const FLATCAR_ETCD_CA_COPY: &str = "/var/lib/molten/etcd-ca.pem";
+const FLATCAR_ETCD_CONTAINER_SSL_DIR: &str = "/etc/ssl/certs";
+
+/// Where etcd or flanneld read the etcd CA and the node's certificates, as that process sees
+/// the filesystem.
+struct TlsFiles {
+    ca: String,
+    identity: String,
+}
+
+impl TlsFiles {
+    fn for_etcd(os: OsVariant) -> TlsFiles {
+        match os {
+            OsVariant::Flatcar => TlsFiles {
+                ca: format!("{FLATCAR_ETCD_CONTAINER_SSL_DIR}/etcd-ca.pem"),
+                identity: format!("{FLATCAR_ETCD_CONTAINER_SSL_DIR}/identity"),
+            },
+            OsVariant::Debian => Self::on_host(os),
+        }
+    }
+
+    fn for_flannel(os: OsVariant) -> TlsFiles {
+        match os {
+            OsVariant::Flatcar => TlsFiles {
+                ca: FLATCAR_ETCD_CA_COPY.to_string(),
+                identity: format!("{FLATCAR_SSL_DIR}/identity"),
+            },
+            OsVariant::Debian => Self::on_host(os),
+        }
+    }
+
+    fn on_host(os: OsVariant) -> TlsFiles {
+        TlsFiles {
+            ca: format!("{}/{ETCD_CA_FILE}", os.layout().tls_dir),
+            identity: format!("{DEFAULT_STATE_DIR}/{IDENTITY_SUBDIR}"),
+        }
+    }
+
+    fn file(&self, kind: CertificateKind, ext: &str) -> String {
+        format!("{}/{}.{ext}", self.identity, kind.name())
+    }
+}
+
+/// `mc-enroll.service`: keys made on the node, certificates from the authority, before etcd,
+/// flanneld and the agent's converge. Retries without a start limit: an unreachable authority
+/// must not leave the node unenrolled until someone restarts it.
+pub fn mc_enroll_unit(layout: &OsLayout) -> String {
+    format!(
+        "[Unit]\n\
+         Description=molten agent: enroll this node with the cluster authority\n\
+         After=time-sync.target network-online.target\n\
+         Wants=network-online.target\n\
+         Before={etcd} {flannel} {agent}\n\
+         StartLimitIntervalSec=0\n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={mc} enroll\n\
+         Restart=on-failure\n\
+         RestartSec=15\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        etcd = layout.etcd_unit,
+        flannel = layout.flannel_unit,
+        agent = layout.agent_unit,
+        mc = layout.agent_binary,
+    )
+}
+
+/// `mc-renew.service`: renews certificates with less than a third of their validity left.
+pub fn mc_renew_unit(layout: &OsLayout) -> String {
+    format!(
+        "[Unit]\n\
+         Description=molten agent: renew this node's certificates\n\
+         After=network-online.target {agent}\n\
+         Wants=network-online.target\n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={mc} renew\n",
+        agent = layout.agent_unit,
+        mc = layout.agent_binary,
+    )
+}
+
+/// `mc-renew.timer`: daily, spread over an hour so a rack does not renew in one second.
+pub fn mc_renew_timer() -> String {
+    "[Unit]\n\
+     Description=molten agent: daily certificate renewal\n\
+     [Timer]\n\
+     OnCalendar=daily\n\
+     RandomizedDelaySec=1h\n\
+     Persistent=true\n\
+     [Install]\n\
+     WantedBy=timers.target\n"
+        .to_string()
+}
+
 /// `mc.service`: the boot converge, between etcd and flanneld/Docker.
 ///
 /// Not ordered before `docker.socket`: a socket is `Before=sockets.target`, which comes before
@@ -27,11 +134,16 @@ const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
 /// an ordering cycle that PID 1 breaks by deleting a random job at every boot. `docker.service`
 /// is ordered after `mc.service`, so a connection to the socket before then only queues dockerd.
 /// Where addresses come from a metadata agent, it also waits for that.
-pub fn mc_unit(layout: &OsLayout, metadata: Option<&BootMetadata>) -> String {
-    let (metadata_after, metadata_wants) = match metadata {
+pub fn mc_unit(layout: &OsLayout, metadata: Option<&BootMetadata>, trust: bool) -> String {
+    let (mut metadata_after, mut metadata_wants) = match metadata {
         Some(m) => (format!(" {}", m.unit), format!(" {}", m.unit)),
         None => (String::new(), String::new()),
     };
+    if trust {
+        // Certificates are neither requested nor trusted before the clock is set.
+        metadata_after.push_str(&format!(" {ENROLL_UNIT} time-sync.target"));
+        metadata_wants.push_str(&format!(" {ENROLL_UNIT}"));
+    }
     format!(
         "[Unit]\n\
          Description=molten agent: boot converge\n\
@@ -74,6 +186,8 @@ pub fn mc_network_unit(layout: &OsLayout) -> String {
 pub struct EtcdMember<'a> {
     pub cluster: &'a Cluster,
     pub node: &'a Node,
+    /// Mutual TLS on client and peer URLs with the node's enrolled certificates.
+    pub tls: bool,
 }
 
 impl EtcdMember<'_> {
@@ -85,6 +199,60 @@ impl EtcdMember<'_> {
         self.cluster.etcd.peer_port
     }
 
+    fn url(&self, host: &str, port: u16) -> String {
+        let url = etcd_url(host, port);
+        if self.tls {
+            url.replacen("http://", "https://", 1)
+        } else {
+            url
+        }
+    }
+
+    /// `(flag/variable suffix, value)` pairs of etcd's TLS settings (none without TLS).
+    fn tls_settings(&self) -> Vec<(&'static str, String)> {
+        if !self.tls {
+            return Vec::new();
+        }
+        let files = TlsFiles::for_etcd(self.cluster.os);
+        vec![
+            ("CERT_FILE", files.file(CertificateKind::EtcdServer, "pem")),
+            ("KEY_FILE", files.file(CertificateKind::EtcdServer, "key")),
+            ("TRUSTED_CA_FILE", files.ca.clone()),
+            ("CLIENT_CERT_AUTH", "true".into()),
+            (
+                "PEER_CERT_FILE",
+                files.file(CertificateKind::EtcdPeer, "pem"),
+            ),
+            (
+                "PEER_KEY_FILE",
+                files.file(CertificateKind::EtcdPeer, "key"),
+            ),
+            ("PEER_TRUSTED_CA_FILE", files.ca),
+            ("PEER_CLIENT_CERT_AUTH", "true".into()),
+        ]
+    }
+
+    /// `[Unit]` lines that order etcd after enrollment (empty without TLS).
+    fn enroll_ordering(&self) -> String {
+        if self.tls {
+            format!("After={ENROLL_UNIT}\nWants={ENROLL_UNIT}\n")
+        } else {
+            String::new()
+        }
+    }
+
+    /// Flatcar: the wrapper's mount of the state dir, and etcd as root in its container (the
+    /// keys are 0600 root on the state dir).
+    fn flatcar_wrapper_env(&self) -> Vec<(String, String)> {
+        if !self.tls {
+            return Vec::new();
+        }
+        vec![
+            ("ETCD_SSL_DIR".into(), FLATCAR_SSL_DIR.into()),
+            ("ETCD_USER".into(), "root".into()),
+        ]
+    }
+
     /// `(flag/variable suffix, value)` pairs for a member whose address is `ip`.
     fn address_settings(&self, ip: &str) -> Vec<(&'static str, String)> {
         vec![
@@ -92,15 +260,15 @@ impl EtcdMember<'_> {
                 "LISTEN_CLIENT_URLS",
                 format!(
                     "{},{}",
-                    etcd_url(ip, self.client_port()),
-                    etcd_url("127.0.0.1", self.client_port())
+                    self.url(ip, self.client_port()),
+                    self.url("127.0.0.1", self.client_port())
                 ),
             ),
-            ("ADVERTISE_CLIENT_URLS", etcd_url(ip, self.client_port())),
-            ("LISTEN_PEER_URLS", etcd_url(ip, self.peer_port())),
+            ("ADVERTISE_CLIENT_URLS", self.url(ip, self.client_port())),
+            ("LISTEN_PEER_URLS", self.url(ip, self.peer_port())),
             (
                 "INITIAL_ADVERTISE_PEER_URLS",
-                etcd_url(ip, self.peer_port()),
+                self.url(ip, self.peer_port()),
             ),
         ]
     }
@@ -112,6 +280,7 @@ impl EtcdMember<'_> {
         settings.push(("INITIAL_CLUSTER", initial_cluster.to_string()));
         settings.push(("INITIAL_CLUSTER_STATE", "new".to_string()));
         settings.push(("INITIAL_CLUSTER_TOKEN", self.cluster.name.clone()));
+        settings.extend(self.tls_settings());
         settings
     }
 
@@ -128,7 +297,14 @@ impl EtcdMember<'_> {
         for (suffix, value) in self.static_settings(ip, initial_cluster) {
             env.push((format!("ETCD_{suffix}"), value));
         }
-        Ok(format!("[Service]\n{}", environment(&env)))
+        env.extend(self.flatcar_wrapper_env());
+        let unit = self.enroll_ordering();
+        let unit = if unit.is_empty() {
+            unit
+        } else {
+            format!("[Unit]\n{unit}")
+        };
+        Ok(format!("{unit}[Service]\n{}", environment(&env)))
     }
 
     /// Debian: replaces the packaged `etcd.service` command with the profile's binary and the
@@ -146,8 +322,14 @@ impl EtcdMember<'_> {
             .iter()
             .map(|(suffix, _)| format!("ETCD_{suffix}"))
             .collect();
+        let (unit, user) = if self.tls {
+            // The packaged unit runs etcd as `etcd`; the keys are 0600 root on the state dir.
+            (format!("[Unit]\n{}", self.enroll_ordering()), "User=root\n")
+        } else {
+            (String::new(), "")
+        };
         let mut text = format!(
-            "[Service]\nUnsetEnvironment={}\nExecStart=\nExecStart={binary}",
+            "{unit}[Service]\n{user}UnsetEnvironment={}\nExecStart=\nExecStart={binary}",
             unset.join(" ")
         );
         for (suffix, value) in settings {
@@ -171,23 +353,34 @@ impl EtcdMember<'_> {
         let seed = join_through.is_none();
         let ip = format!("${{{}}}", metadata.private_ipv4_var);
         let mut text = format!(
-            "[Unit]\nRequires={unit}\nAfter={unit}\n[Service]\nEnvironmentFile={env}\n",
+            "[Unit]\nRequires={unit}\nAfter={unit}\n{enroll}[Service]\nEnvironmentFile={env}\n",
             unit = metadata.unit,
             env = metadata.env_file,
+            enroll = self.enroll_ordering(),
         );
         let state = if seed { "new" } else { "existing" };
-        text.push_str(&environment(&[
-            (
-                "ETCD_IMAGE".into(),
-                container_image(&self.cluster.etcd.runtime, "etcd")?.into(),
-            ),
-            ("ETCD_NAME".into(), self.node.name.clone()),
-            ("ETCD_INITIAL_CLUSTER_STATE".into(), state.into()),
-            (
-                "ETCD_INITIAL_CLUSTER_TOKEN".into(),
-                self.cluster.name.clone(),
-            ),
-        ]));
+        text.push_str(&environment(
+            &[
+                (
+                    "ETCD_IMAGE".into(),
+                    container_image(&self.cluster.etcd.runtime, "etcd")?.into(),
+                ),
+                ("ETCD_NAME".into(), self.node.name.clone()),
+                ("ETCD_INITIAL_CLUSTER_STATE".into(), state.into()),
+                (
+                    "ETCD_INITIAL_CLUSTER_TOKEN".into(),
+                    self.cluster.name.clone(),
+                ),
+            ]
+            .into_iter()
+            .chain(
+                self.tls_settings()
+                    .into_iter()
+                    .map(|(suffix, value)| (format!("ETCD_{suffix}"), value)),
+            )
+            .chain(self.flatcar_wrapper_env())
+            .collect::<Vec<_>>(),
+        ));
         if let Some(through) = join_through {
             // Through another member: this member's own etcd is not running yet.
             let _ = write!(
@@ -206,7 +399,7 @@ impl EtcdMember<'_> {
         if seed {
             flags.push((
                 "INITIAL_CLUSTER",
-                format!("{}={}", self.node.name, etcd_url(&ip, self.peer_port())),
+                format!("{}={}", self.node.name, self.url(&ip, self.peer_port())),
             ));
         }
         for (suffix, value) in flags {
@@ -218,13 +411,25 @@ impl EtcdMember<'_> {
     }
 }
 
-/// flanneld's options: the etcd v3 endpoints and prefix.
-fn flannel_opts(cluster: &Cluster, endpoints: &[String]) -> String {
-    format!(
+/// flanneld's options: the etcd v3 endpoints and prefix, and with TLS the etcd CA and the
+/// node's etcd client certificate.
+fn flannel_opts(cluster: &Cluster, endpoints: &[String], tls: bool) -> String {
+    let mut opts = format!(
         "--etcd-endpoints={} --etcd-prefix={}",
         endpoints.join(","),
         cluster.flannel.settings.prefix
-    )
+    );
+    if tls {
+        let files = TlsFiles::for_flannel(cluster.os);
+        let _ = write!(
+            opts,
+            " --etcd-cafile={} --etcd-certfile={} --etcd-keyfile={}",
+            files.ca,
+            files.file(CertificateKind::EtcdClient, "pem"),
+            files.file(CertificateKind::EtcdClient, "key"),
+        );
+    }
+    opts
 }
 
 /// Flatcar: `flanneld.service` drop-in pinning the image and pointing it at etcd; it starts
@@ -233,18 +438,23 @@ pub fn flannel_flatcar_dropin(
     cluster: &Cluster,
     layout: &OsLayout,
     endpoints: &[String],
+    tls: bool,
 ) -> Result<String, ComposeError> {
     let mut text = format!(
         "[Unit]\nAfter={mc}\nRequires={mc}\n[Service]\n",
         mc = layout.agent_unit
     );
-    text.push_str(&environment(&[
+    let mut env = vec![
         (
             "FLANNEL_IMAGE".into(),
             container_image(&cluster.flannel.runtime, "flannel")?.into(),
         ),
-        ("FLANNEL_OPTS".into(), flannel_opts(cluster, endpoints)),
-    ]));
+        ("FLANNEL_OPTS".into(), flannel_opts(cluster, endpoints, tls)),
+    ];
+    if tls {
+        env.push(("ETCD_SSL_DIR".into(), FLATCAR_SSL_DIR.into()));
+    }
+    text.push_str(&environment(&env));
     Ok(text)
 }
 
@@ -254,6 +464,7 @@ pub fn flannel_debian_unit(
     cluster: &Cluster,
     layout: &OsLayout,
     endpoints: &[String],
+    tls: bool,
 ) -> Result<String, ComposeError> {
     let binary = binary_path(&cluster.flannel.runtime, "flannel")?;
     Ok(format!(
@@ -272,7 +483,7 @@ pub fn flannel_debian_unit(
          WantedBy=multi-user.target\n",
         mc = layout.agent_unit,
         docker = layout.docker_unit,
-        opts = flannel_opts(cluster, endpoints),
+        opts = flannel_opts(cluster, endpoints, tls),
     ))
 }
 

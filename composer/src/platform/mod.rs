@@ -14,6 +14,6 @@ mod vagrant;
 
 pub use bundle::{Bundle, BundleFile, CopiedFile, SHA256SUMS};
 pub use registry::Platform;
-pub use target::{ComposedNode, Target};
+pub use target::{ComposedNode, Pinned, Target};
 pub use templates::TemplateSet;
 pub use vagrant::POINTER_LIMIT;

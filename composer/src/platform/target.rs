@@ -14,6 +14,16 @@ pub struct ComposedNode<'a> {
     pub node: &'a Node,
     /// Compact Ignition JSON, newline-terminated.
     pub ignition: String,
+    /// With an authority: where a pointer config fetches the full config over HTTPS, pinning
+    /// the authority CA.
+    pub pinned: Option<Pinned>,
+}
+
+/// `molten serve --authority`'s HTTPS listener (which also serves the bundle) and its CA.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub base_url: String,
+    pub ca_pem: String,
 }
 
 /// One platform: its profile rules ([`TargetRules`], checked at the profile stage with

@@ -11,7 +11,7 @@ use super::target::{ComposedNode, Target};
 use super::templates::TemplateSet;
 use crate::digest::sha512_hex;
 use crate::error::ComposeError;
-use crate::ignition::{replace_config, sha512_hash, to_json};
+use crate::ignition::{replace_config, replace_config_pinned, sha512_hash, to_json};
 use crate::model::{Cluster, Node};
 use crate::profile::{NodeValue, TargetCheck, TargetRules};
 
@@ -77,9 +77,19 @@ impl Target for Vagrant {
             .expect("vagrant always serves");
         let mut vms = Vec::with_capacity(nodes.len());
         for n in nodes {
-            let full_url = format!("{base}/{}", self.ignition_path(n.node));
             let hash = sha512_hash(&sha512_hex(n.ignition.as_bytes()));
-            let pointer = to_json(&replace_config(&full_url, &hash));
+            // With an authority the full config (it holds the node's token) comes over HTTPS
+            // from `molten serve --authority`, pinned to the authority CA.
+            let pointer = match &n.pinned {
+                Some(pinned) => {
+                    let full_url = format!("{}/{}", pinned.base_url, self.ignition_path(n.node));
+                    to_json(&replace_config_pinned(&full_url, &hash, &pinned.ca_pem))
+                }
+                None => {
+                    let full_url = format!("{base}/{}", self.ignition_path(n.node));
+                    to_json(&replace_config(&full_url, &hash))
+                }
+            };
             if pointer.len() > POINTER_LIMIT {
                 return Err(ComposeError::invalid_at(
                     &n.node.origin,

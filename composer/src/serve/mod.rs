@@ -82,6 +82,20 @@ impl Server {
         self
     }
 
+    /// The same bundle as a router for another listener: `molten serve --authority` serves it
+    /// over HTTPS too, so a pointer config can fetch a full config (which holds the node's token)
+    /// pinned to the authority CA.
+    pub fn bundle_router(&self) -> Router {
+        let shared = Arc::new(Shared {
+            manifest_path: self.dir.join(MANIFEST_NAME),
+            manifest: self.manifest.clone(),
+            nodes: self.nodes.clone(),
+            log: self.log.clone(),
+            fetched: Mutex::new(BTreeSet::new()),
+        });
+        Router::new().fallback(handler::handle).with_state(shared)
+    }
+
     /// The startup line: what is served, for which nodes, where.
     pub fn describe(&self) -> String {
         let nodes = self.nodes.config_nodes();

@@ -1,0 +1,311 @@
+//! `molten compose --authority`: every node gets its trust section and its own token (0600,
+//! in its own config only), etcd and flanneld get mutual TLS on both OS variants, Vagrant's
+//! pointer fetches over HTTPS pinned to the authority CA; the real Ignition applies the files;
+//! composing twice from one authority gives the same bytes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use molten::platform::Platform;
+
+struct Composed {
+    work: tempfile::TempDir,
+    authority: PathBuf,
+    out: PathBuf,
+}
+
+fn compose(platform: Platform, profile: &str, extra: &[&str]) -> Composed {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let profile = common::profile_for(platform, &common::repo_root().join(profile), work.path());
+    compose_in(work, platform, &profile, &out, extra)
+}
+
+fn compose_in(
+    work: tempfile::TempDir,
+    platform: Platform,
+    profile: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Composed {
+    let agent = common::fake_agent(work.path());
+    let authority = work.path().join("dev.authority");
+    let out = out.to_path_buf();
+    let mut args: Vec<String> = vec![
+        "compose".into(),
+        "--platform".into(),
+        platform.name().into(),
+        "--profile".into(),
+        profile.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--authority".into(),
+        authority.display().to_string(),
+    ];
+    args.extend(common::agent_args(platform, &agent));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let init = common::molten(&[
+        "authority",
+        "init",
+        "--profile",
+        &profile.display().to_string(),
+        "--dir",
+        &authority.display().to_string(),
+    ]);
+    assert!(init.status.success(), "{init:?}");
+    let result = common::molten(&args);
+    assert!(result.status.success(), "{result:?}");
+    Composed {
+        work,
+        authority,
+        out,
+    }
+}
+
+fn tokens(authority: &Path, nodes: &[&str]) -> BTreeMap<String, String> {
+    // The tokens are derived from the authority's key; recompute them as compose did.
+    let authority = molten::authority::Authority::open(authority).unwrap();
+    let key = authority.token_key().unwrap();
+    let state = authority.read_state().unwrap();
+    nodes
+        .iter()
+        .map(|n| {
+            let generation = state.nodes[*n].generation;
+            (n.to_string(), key.token(&state.cluster, n, generation))
+        })
+        .collect()
+}
+
+#[test]
+fn each_token_is_only_in_its_own_node_config_and_nothing_private_is_anywhere() {
+    let c = compose(Platform::Vagrant, "profiles/dev.yaml", &[]);
+    let names = ["core-01", "core-02", "core-03"];
+    let tokens = tokens(&c.authority, &names);
+    let tree = common::read_tree(&c.out);
+    for (rel, bytes) in &tree {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("PRIVATE KEY"), "{rel}");
+        for (node, token) in &tokens {
+            let own = rel == &format!("ignition/{node}.ign");
+            assert_eq!(
+                text.contains(token.as_str()),
+                own,
+                "{node}'s token in {rel}"
+            );
+        }
+    }
+    // The pointer (VirtualBox: at most 1 KiB) fetches over HTTPS and pins the authority CA.
+    let pointer: serde_json::Value = serde_json::from_slice(&tree["pointer/core-01.ign"]).unwrap();
+    assert!(tree["pointer/core-01.ign"].len() <= 1024);
+    assert_eq!(
+        pointer["ignition"]["config"]["replace"]["source"],
+        "https://192.168.56.1:8443/ignition/core-01.ign"
+    );
+    let cas = &pointer["ignition"]["security"]["tls"]["certificateAuthorities"];
+    assert_eq!(cas.as_array().unwrap().len(), 1);
+    for (rel, _) in tree.iter().filter(|(rel, _)| rel.ends_with(".ign")) {
+        molten_testkit::ignition::validate(&c.out.join(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e:#}"));
+    }
+    // Flatcar: etcd's TLS settings as ETCD_* for the container, flanneld's client certificate.
+    let full = String::from_utf8_lossy(&tree["ignition/core-01.ign"]).into_owned();
+    for needle in [
+        "ETCD_CLIENT_CERT_AUTH=true",
+        "ETCD_PEER_CLIENT_CERT_AUTH=true",
+        "ETCD_CERT_FILE=/etc/ssl/certs/identity/etcd-server.pem",
+        "ETCD_SSL_DIR=/var/lib/molten",
+        "https://192.168.56.11:2380",
+        "--etcd-certfile=/var/lib/molten/identity/etcd-client.pem",
+        "mc-enroll.service",
+        "mc-renew.timer",
+    ] {
+        assert!(
+            full.contains(needle) || decoded_units(&full).contains(needle),
+            "{needle}"
+        );
+    }
+    drop(c.work);
+}
+
+/// The units' text of a config (units are never compressed, but JSON-escaped).
+fn decoded_units(config: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(config).unwrap();
+    let mut text = String::new();
+    for unit in value["systemd"]["units"].as_array().unwrap() {
+        text.push_str(unit["contents"].as_str().unwrap_or(""));
+        for dropin in unit["dropins"].as_array().into_iter().flatten() {
+            text.push_str(dropin["contents"].as_str().unwrap_or(""));
+        }
+    }
+    text
+}
+
+#[test]
+fn the_real_ignition_writes_the_token_0600_and_the_trust_section() {
+    // The full config fetches the agent from the bundle: serve it on 127.0.0.1 (which the
+    // profile cannot name), composing in-process as `molten compose --authority` does.
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let server = common::serve::FileServer::start(&out, 0);
+    let agent = common::fake_agent(work.path());
+    let options = molten::profile::LoadOptions {
+        platform: Some(Platform::Vagrant.rules()),
+        agent_override: Some(&agent),
+        strict: false,
+    };
+    let profile = common::repo_root().join("profiles/dev.yaml");
+    let mut cluster = molten::profile::load_file(&profile, &options)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .cluster;
+    cluster.vagrant.host_ip = "127.0.0.1".parse().unwrap();
+    cluster.vagrant.serve_port = server.port();
+    let now = time::OffsetDateTime::now_utc();
+    let authority_dir = work.path().join("dev.authority");
+    let input = molten::trust::TrustInput {
+        authority: molten::authority::Authority::init(&authority_dir, "dev", now).unwrap(),
+        authority_url: "https://127.0.0.1:8443".into(),
+        token_ttl: time::Duration::hours(1),
+        now,
+    };
+    let composed = molten::compose::compose_with(&cluster, Platform::Vagrant, Some(&input))
+        .unwrap_or_else(|e| panic!("{e}"));
+    molten::output::write_bundle(&composed.bundle, &out).unwrap();
+    let c = Composed {
+        work,
+        authority: authority_dir,
+        out,
+    };
+    let root = c.work.path().join("root");
+    molten_testkit::ignition::prepare_root(&root).unwrap();
+    molten_testkit::ignition::apply_files(&c.out.join("ignition/core-02.ign"), &root)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let token_file = root.join("etc/molten/enroll-token");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.trim(), tokens(&c.authority, &["core-02"])["core-02"]);
+    let config = molten_contract::NodeConfig::load(&root.join("etc/molten/node.json")).unwrap();
+    let trust = config.trust.expect("a trust section");
+    assert_eq!(trust.authority_url, "https://127.0.0.1:8443");
+    assert_eq!(trust.roster, ["core-01", "core-02", "core-03"]);
+    assert_eq!(trust.identity.etcd_client_cn, "core-02");
+    let etcd_ca = std::fs::read_to_string(c.authority.join("etcd-ca.pem")).unwrap();
+    assert_eq!(trust.etcd_ca, etcd_ca);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/molten/tls/etcd-ca.pem")).unwrap(),
+        etcd_ca
+    );
+}
+
+#[test]
+fn ipxe_members_wait_for_enrollment_and_composing_again_is_identical() {
+    let profile = "profiles/rack.yaml";
+    let c = compose(Platform::Ipxe, profile, &[]);
+    let tree = common::read_tree(&c.out);
+    let (_, first) = tree
+        .iter()
+        .find(|(rel, _)| rel.starts_with("ignition/") && !rel.contains("install"))
+        .unwrap();
+    let units = decoded_units(&String::from_utf8_lossy(first));
+    assert!(units.contains("ETCD_SSL_DIR=/var/lib/molten"), "{units}");
+    assert!(units.contains("After=mc-enroll.service"), "{units}");
+    // Same authority, same profile: the same bytes (tokens are derived, not drawn).
+    let again = c.work.path().join("again");
+    let agent = common::fake_agent(c.work.path());
+    let mut args: Vec<String> = vec![
+        "compose".into(),
+        "--platform".into(),
+        "ipxe".into(),
+        "--profile".into(),
+        common::repo_root().join(profile).display().to_string(),
+        "--out".into(),
+        again.display().to_string(),
+        "--authority".into(),
+        c.authority.display().to_string(),
+    ];
+    args.extend(common::agent_args(Platform::Ipxe, &agent));
+    let result = common::molten(&args);
+    assert!(result.status.success(), "{result:?}");
+    assert_eq!(common::read_tree(&again), tree);
+}
+
+#[test]
+fn debian_etcd_and_flanneld_get_tls_flags() {
+    let c = compose(Platform::Vagrant, "tests/lab/lab.yaml", &[]);
+    let tree = common::read_tree(&c.out);
+    let member = tree
+        .iter()
+        .find(|(rel, _)| rel.starts_with("ignition/") && !rel.contains("install"))
+        .map(|(_, bytes)| decoded_units(&String::from_utf8_lossy(bytes)))
+        .unwrap();
+    for needle in [
+        "[Unit]\nAfter=mc-enroll.service\nWants=mc-enroll.service\n[Service]\nUser=root\n",
+        "--listen-client-urls=https://",
+        "--client-cert-auth=true",
+        "--peer-client-cert-auth=true",
+        "--trusted-ca-file=/etc/molten/tls/etcd-ca.pem",
+        "--cert-file=/var/lib/molten/identity/etcd-server.pem",
+        "--peer-key-file=/var/lib/molten/identity/etcd-peer.key",
+        "--etcd-endpoints=https://",
+        "--etcd-cafile=/etc/molten/tls/etcd-ca.pem",
+        "--etcd-keyfile=/var/lib/molten/identity/etcd-client.key",
+        "UnsetEnvironment=",
+        "ETCD_CERT_FILE",
+    ] {
+        assert!(member.contains(needle), "{needle}: {member}");
+    }
+    assert!(!member.contains("http://"), "{member}");
+}
+
+#[test]
+fn an_authority_inside_the_output_or_a_packet_without_url_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let agent = common::fake_agent(work.path());
+    let out = work.path().join("out");
+    let mut args: Vec<String> = vec![
+        "compose".into(),
+        "--platform".into(),
+        "vagrant".into(),
+        "--out".into(),
+        out.display().to_string(),
+        "--authority".into(),
+        out.join("dev.authority").display().to_string(),
+    ];
+    args.extend(common::agent_args(Platform::Vagrant, &agent));
+    let result = common::molten(&args);
+    assert_eq!(result.status.code(), Some(2), "{result:?}");
+    assert!(String::from_utf8_lossy(&result.stderr).contains("must stay outside every bundle"));
+    assert!(!out.exists());
+
+    let profile = common::profile_for(
+        Platform::Packet,
+        &common::repo_root().join("profiles/packet.yaml"),
+        work.path(),
+    );
+    let authority = work.path().join("p.authority");
+    let init = common::molten(&[
+        "authority",
+        "init",
+        "--profile",
+        &profile.display().to_string(),
+        "--dir",
+        &authority.display().to_string(),
+    ]);
+    assert!(init.status.success(), "{init:?}");
+    let packet = common::molten(&[
+        "compose",
+        "--platform",
+        "packet",
+        "--profile",
+        &profile.display().to_string(),
+        "--out",
+        &work.path().join("p").display().to_string(),
+        "--authority",
+        &authority.display().to_string(),
+    ]);
+    assert_eq!(packet.status.code(), Some(2), "{packet:?}");
+    assert!(String::from_utf8_lossy(&packet.stderr).contains("--authority-url"));
+}
