@@ -308,4 +308,28 @@ fn an_authority_inside_the_output_or_a_packet_without_url_is_refused() {
     ]);
     assert_eq!(packet.status.code(), Some(2), "{packet:?}");
     assert!(String::from_utf8_lossy(&packet.stderr).contains("--authority-url"));
+
+    // With the bastion's URL: addresses known only at boot become bounded boot-address names.
+    let out = work.path().join("p");
+    let packet = common::molten(&[
+        "compose",
+        "--platform",
+        "packet",
+        "--profile",
+        &profile.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--authority",
+        &authority.display().to_string(),
+        "--authority-url",
+        "https://bastion.example:8443",
+    ]);
+    assert!(packet.status.success(), "{packet:?}");
+    let state = std::fs::read_to_string(authority.join("enrollment.json")).unwrap();
+    assert!(state.contains("\"boot-address\""), "{state}");
+    assert!(state.contains("\"within\": \"10.0.0.0/8\""), "{state}");
+    assert!(
+        state.contains("\"bastion.example\""),
+        "serve's certificate name: {state}"
+    );
 }
