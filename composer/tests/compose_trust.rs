@@ -333,3 +333,89 @@ fn an_authority_inside_the_output_or_a_packet_without_url_is_refused() {
         "serve's certificate name: {state}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The whole Vagrant path with the real parts: the pointer config, applied by the real Ignition
+/// engine, fetches the full config from `molten serve --authority`'s HTTPS listener, trusting
+/// only the authority CA it pins, and writes the node's files (the agent comes from the
+/// plain-HTTP listener, checked by its sha512).
+#[test]
+fn the_real_ignition_follows_the_pinned_pointer_over_https() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let (http_port, https_port) = (free_port(), free_port());
+    let agent = common::fake_agent(work.path());
+    let options = molten::profile::LoadOptions {
+        platform: Some(Platform::Vagrant.rules()),
+        agent_override: Some(&agent),
+        strict: false,
+    };
+    let profile = common::repo_root().join("profiles/dev.yaml");
+    let mut cluster = molten::profile::load_file(&profile, &options)
+        .unwrap_or_else(|d| panic!("{d}"))
+        .cluster;
+    cluster.vagrant.host_ip = "127.0.0.1".parse().unwrap();
+    cluster.vagrant.serve_port = http_port;
+    let now = time::OffsetDateTime::now_utc();
+    let authority_dir = work.path().join("dev.authority");
+    let input = molten::trust::TrustInput {
+        authority: molten::authority::Authority::init(&authority_dir, "dev", now).unwrap(),
+        authority_url: format!("https://127.0.0.1:{https_port}"),
+        token_ttl: time::Duration::hours(1),
+        now,
+    };
+    let composed = molten::compose::compose_with(&cluster, Platform::Vagrant, Some(&input))
+        .unwrap_or_else(|e| panic!("{e}"));
+    molten::output::write_bundle(&composed.bundle, &out).unwrap();
+
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .arg("serve")
+        .arg(&out)
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .arg("--authority")
+        .arg(&authority_dir)
+        .args(["--tls-listen", &format!("127.0.0.1:{https_port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", https_port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let root = work.path().join("root");
+    let pointer = out.join("pointer/core-01.ign");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (pointer2, root2) = (pointer.clone(), root.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(molten_testkit::ignition::apply_files_online(
+            &pointer2, &root2,
+        ));
+    });
+    // Ignition retries a fetch it cannot verify forever: bound it.
+    let applied = rx.recv_timeout(std::time::Duration::from_secs(120));
+    // SAFETY: kill(2) on the serve process this test started.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    serve.wait().unwrap();
+    let log = applied
+        .expect("Ignition finished within 2 minutes")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        log.contains(&format!(
+            "https://127.0.0.1:{https_port}/ignition/core-01.ign"
+        )),
+        "{log}"
+    );
+    let token = root.join("etc/molten/enroll-token");
+    let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(root.join("opt/bin/mc").is_file());
+}
