@@ -70,7 +70,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", status::table(&views));
             }
-            let healthy = views.iter().all(|v| v.health == status::Health::Ok);
+            let mut healthy = views.iter().all(|v| v.health == status::Health::Ok);
+            if !args.json {
+                // etcd's own health, per member: the cluster the statuses live in.
+                let mut etcd = crate::node_access::session(&args.node).await?;
+                let members = crate::etcd_commands::member_reports(&mut etcd).await?;
+                println!();
+                print!("{}", crate::etcd_commands::table(&members));
+                healthy &= members.iter().all(|m| m.health.status.is_some());
+            }
             Ok(exit(healthy))
         }
         Command::Bosh(command) => bosh_command(command).await,

@@ -7,21 +7,21 @@ use anyhow::{Context, Result};
 
 use crate::cli::{EtcdCommand, NodeArgs, RestoreArgs, SnapshotArgs};
 use crate::etcd::membership::{self, MemberHealth};
-use crate::etcd::snapshot::{self, RestoreOptions};
+use crate::etcd::snapshot::{self, RestoreOptions, SnapshotRecord};
+use crate::etcd::Etcd;
 use crate::node_access::{exit, session};
 
 pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
     match command {
         EtcdCommand::Members { node, json } => {
             let mut etcd = session(&node).await?;
-            let members = membership::list(&mut etcd).await?;
-            let health = membership::probe(&members, etcd.tls()).await;
+            let members = member_reports(&mut etcd).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&health)?);
+                println!("{}", serde_json::to_string_pretty(&members)?);
             } else {
-                print!("{}", table(&health));
+                print!("{}", table(&members));
             }
-            Ok(exit(health.iter().all(|h| h.status.is_some())))
+            Ok(exit(members.iter().all(|m| m.health.status.is_some())))
         }
         EtcdCommand::Remove { node, name } => {
             let mut etcd = session(&node).await?;
@@ -151,9 +151,52 @@ fn node_name(node: &NodeArgs) -> Result<String> {
         .clone())
 }
 
-/// One line per member: name, id, role, raft index and lag behind the leader, db size, or why
-/// it did not answer. Names and errors come from the network: control characters are replaced.
-pub fn table(health: &[MemberHealth]) -> String {
+/// A member's health and the last snapshot it recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberReport {
+    #[serde(flatten)]
+    pub health: MemberHealth,
+    pub last_snapshot: Option<SnapshotRecord>,
+}
+
+/// The largest snapshot record read from etcd; anything bigger is not ours.
+const MAX_RECORD: usize = 4096;
+
+/// Every member, probed, with the last snapshot record published under its name.
+pub async fn member_reports(etcd: &mut Etcd) -> Result<Vec<MemberReport>> {
+    let members = membership::list(etcd).await?;
+    let health = membership::probe(&members, etcd.tls()).await;
+    let records = etcd
+        .run("reading snapshot records", |mut client| async move {
+            crate::etcd::get_prefix(&mut client, molten_contract::keys::SNAPSHOTS_PREFIX).await
+        })
+        .await?;
+    Ok(health
+        .into_iter()
+        .map(|health| {
+            let key = molten_contract::keys::etcd_snapshot(&health.member.name);
+            // A record that does not parse is shown as no snapshot: it affects only its member.
+            let last_snapshot = records
+                .iter()
+                .find(|(k, v)| *k == key && v.len() <= MAX_RECORD)
+                .and_then(|(_, v)| serde_json::from_str::<SnapshotRecord>(v).ok());
+            MemberReport {
+                health,
+                last_snapshot,
+            }
+        })
+        .collect())
+}
+
+/// One line per member: name, id, role, raft index and lag behind the leader, db size, the age of
+/// its last snapshot, or why it did not answer. Names and errors come from the network: control
+/// characters are replaced.
+pub fn table(members: &[MemberReport]) -> String {
+    table_at(members, crate::timestamp::now())
+}
+
+fn table_at(members: &[MemberReport], now: time::OffsetDateTime) -> String {
+    let health: Vec<&MemberHealth> = members.iter().map(|m| &m.health).collect();
     let leader = health
         .iter()
         .filter_map(|h| h.status.as_ref().map(|s| s.leader))
@@ -163,10 +206,15 @@ pub fn table(health: &[MemberHealth]) -> String {
         .find(|h| Some(h.member.id) == leader)
         .and_then(|h| h.status.as_ref().map(|s| s.raft_index));
     let mut out = format!(
-        "{:<16} {:<16} {:<8} {:>10} {:>6} {:>10}  {}\n",
-        "MEMBER", "ID", "ROLE", "RAFT-INDEX", "LAG", "DB-SIZE", "CLIENT-URL / ERROR"
+        "{:<16} {:<16} {:<8} {:>10} {:>6} {:>10} {:>9}  {}\n",
+        "MEMBER", "ID", "ROLE", "RAFT-INDEX", "LAG", "DB-SIZE", "SNAPSHOT", "CLIENT-URL / ERROR"
     );
-    for h in health {
+    for (h, report) in health.iter().zip(members) {
+        let snapshot = report
+            .last_snapshot
+            .as_ref()
+            .map(|r| age(&r.taken, now))
+            .unwrap_or_else(|| "never".into());
         let role = if Some(h.member.id) == leader {
             "leader"
         } else if h.member.learner {
@@ -197,13 +245,14 @@ pub fn table(health: &[MemberHealth]) -> String {
             ),
         };
         out.push_str(&format!(
-            "{:<16} {:<16x} {:<8} {:>10} {:>6} {:>10}  {}\n",
+            "{:<16} {:<16x} {:<8} {:>10} {:>6} {:>10} {:>9}  {}\n",
             clean(&h.member.label(), 40),
             h.member.id,
             role,
             index,
             lag,
             size,
+            snapshot,
             clean(&note, 200)
         ));
     }
@@ -211,6 +260,20 @@ pub fn table(health: &[MemberHealth]) -> String {
         out.push_str("no member knows a leader: the cluster has no quorum\n");
     }
     out
+}
+
+/// "42s ago", "3h ago", "2d ago"; "?" when the time does not parse.
+fn age(taken: &str, now: time::OffsetDateTime) -> String {
+    let Some(taken) = crate::timestamp::parse_rfc3339(taken) else {
+        return "?".into();
+    };
+    let secs = (now - taken).whole_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
 }
 
 fn human_bytes(bytes: i64) -> String {
@@ -237,8 +300,8 @@ mod tests {
     use super::*;
     use crate::etcd::membership::{Member, MemberStatus};
 
-    fn health(id: u64, name: &str, index: Option<u64>) -> MemberHealth {
-        MemberHealth {
+    fn health(id: u64, name: &str, index: Option<u64>) -> MemberReport {
+        let health = MemberHealth {
             member: Member {
                 id,
                 name: name.into(),
@@ -255,16 +318,32 @@ mod tests {
                 version: "3.4.23".into(),
             }),
             error: index.is_none().then(|| "connection refused".to_string()),
+        };
+        let last_snapshot = (id == 1).then(|| SnapshotRecord {
+            node: name.into(),
+            taken: "2026-11-30T10:00:00Z".into(),
+            file: "/var/lib/molten/etcd-snapshots/snapshot-20261130T100000Z.db".into(),
+            bytes: 1,
+            sha256: "00".into(),
+            duration_ms: 1,
+        });
+        MemberReport {
+            health,
+            last_snapshot,
         }
     }
 
     #[test]
     fn the_table_shows_leader_lag_and_dead_members_with_names_escaped() {
-        let text = table(&[
-            health(1, "a", Some(100)),
-            health(2, "b\u{1b}[2J", Some(97)),
-            health(3, "c", None),
-        ]);
+        let now = crate::timestamp::parse_rfc3339("2026-11-30T13:30:00Z").unwrap();
+        let text = table_at(
+            &[
+                health(1, "a", Some(100)),
+                health(2, "b\u{1b}[2J", Some(97)),
+                health(3, "c", None),
+            ],
+            now,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[1].starts_with("a ") && lines[1].contains("leader"),

@@ -91,6 +91,19 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
     assert_eq!(record.file, newest.display().to_string());
     let size = std::fs::metadata(&newest).unwrap().len();
     assert_eq!(record.bytes, size);
+    // The members table shows the age of a's last snapshot, and that b and c never took one.
+    let out = run_mc(&["etcd", "members", "--etcd", &endpoints], LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {table}"))
+            .to_string()
+    };
+    assert!(line("a").contains("s ago"), "{table}");
+    assert!(line("b").contains("never"), "{table}");
 
     // Quorum lost for good: b's and c's disks are gone, a is down.
     for name in ["b", "c", "a"] {

@@ -39,9 +39,18 @@ fn healthy_and_unreachable_nodes_are_told_apart() {
     // Without the probe both are ok, and the exit code says so.
     let out = run_mc(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
     assert!(out.status.success(), "{}", text(&out.stdout));
-    let table = text(&out.stdout);
+    let output = text(&out.stdout);
+    let (table, members) = output.split_once("\n\n").expect("nodes, then etcd members");
     // Header, two nodes, and each node's first certificate expiry.
     assert_eq!(table.lines().count(), 4, "{table}");
+    // Then etcd's own health: the one member leads, its last snapshot was never taken.
+    assert_eq!(members.lines().count(), 2, "{members}");
+    assert!(members.starts_with("MEMBER "), "{members}");
+    let member = members.lines().nth(1).unwrap();
+    assert!(
+        member.contains(" leader ") && member.contains("never"),
+        "{members}"
+    );
     assert!(
         table.lines().skip(1).take(2).all(|l| l.contains(" ok")),
         "{table}"
