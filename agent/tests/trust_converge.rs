@@ -111,7 +111,16 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
     let names: Vec<&str> = a.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["address", "identity", "etcd", "rbac", "flannel", "units", "record"]
+        [
+            "address",
+            "identity",
+            "etcd",
+            "etcd-member",
+            "rbac",
+            "flannel",
+            "units",
+            "record"
+        ]
     );
     let rbac = a.steps.iter().find(|s| s.name == "rbac").unwrap();
     assert!(

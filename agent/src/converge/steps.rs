@@ -31,6 +31,8 @@ pub(super) struct Run<'a> {
     /// From node.json's `trust` section: enrolled identity, etcd over mTLS, no keys in etcd.
     trust: Option<enroll::Settings>,
     identity: Option<IdentityState>,
+    /// A member's session as etcd `root` (its etcd-admin identity), once opened.
+    admin: Option<Etcd>,
 }
 
 impl<'a> Run<'a> {
@@ -45,6 +47,7 @@ impl<'a> Run<'a> {
             tls: None,
             trust: enroll::Settings::from_config(config),
             identity: None,
+            admin: None,
         }
     }
 
@@ -138,24 +141,52 @@ impl<'a> Run<'a> {
         let Some(settings) = self.trust.as_ref() else {
             return;
         };
-        let endpoints = self
-            .options
-            .etcd
-            .clone()
-            .unwrap_or_else(|| self.config.etcd.endpoints.clone());
-        let (root, config, retry) = (&self.options.root, self.config, self.options.etcd_retry);
+        let mut open_error = None;
+        if self.admin.is_none() {
+            match self.open_admin().await {
+                Ok(admin) => self.admin = Some(admin),
+                Err(e) => open_error = Some(e),
+            }
+        }
+        let (root, config) = (&self.options.root, self.config);
+        let admin = self.admin.as_mut();
         let (outcome, _) = run_step("rbac", "boot", async move {
-            let done = trust::ensure_rbac(root, config, settings, &endpoints, retry).await?;
+            let Some(admin) = admin else {
+                let e = open_error.unwrap_or_else(|| anyhow::anyhow!("no session"));
+                return Err(e.context("connecting to etcd as root (etcd-admin)"));
+            };
+            let done = trust::ensure_rbac(root, config, settings, admin).await?;
             Ok((done, ()))
         })
         .await;
         self.push(outcome);
     }
 
+    /// A session as etcd `root` with this member's etcd-admin identity.
+    async fn open_admin(&self) -> anyhow::Result<Etcd> {
+        let settings = self.trust.as_ref().context("no trust section")?;
+        let endpoints = self
+            .options
+            .etcd
+            .clone()
+            .unwrap_or_else(|| self.config.etcd.endpoints.clone());
+        let tls = trust::etcd_tls(&self.options.root, settings, Kind::EtcdAdmin)?;
+        Etcd::connect_tls(&endpoints, self.options.etcd_retry, Some(tls)).await
+    }
+
     /// A member that joined as a learner becomes a voter here once it has caught up; a failure
     /// fails only this step (mc.service runs again and retries it).
     async fn etcd_member(&mut self) {
-        let Some(etcd) = self.etcd.as_mut() else {
+        // With access control on, promoting a member takes the root identity.
+        if self.trust.as_ref().is_some_and(|t| t.member) && self.admin.is_none() {
+            self.admin = self.open_admin().await.ok();
+        }
+        let session = match (&self.trust, self.admin.as_mut(), self.etcd.as_mut()) {
+            (Some(_), Some(admin), _) => Some(admin),
+            (None, _, Some(etcd)) => Some(etcd),
+            _ => None,
+        };
+        let Some(etcd) = session else {
             return self.push(StepOutcome::skipped("etcd-member", "boot", "needs etcd"));
         };
         let name = &self.config.node.name;

@@ -13,7 +13,7 @@ use molten_contract::NodeConfig;
 
 use super::record::RecordCerts;
 use crate::enroll::{self, Settings};
-use crate::etcd::{rbac, Etcd, EtcdTls, Retry};
+use crate::etcd::{rbac, Etcd, EtcdTls};
 use crate::fs::{under_root, write_if_changed, MODE_PUBLIC};
 use crate::identity::{self, CertInfo, Held, Kind};
 use crate::outcome::{Done, State};
@@ -168,11 +168,8 @@ pub async fn ensure_rbac(
     root: &Path,
     config: &NodeConfig,
     settings: &Settings,
-    endpoints: &[String],
-    retry: Retry,
+    admin: &mut Etcd,
 ) -> Result<Done> {
-    let tls = etcd_tls(root, settings, Kind::EtcdAdmin)?;
-    let mut admin = Etcd::connect_tls(endpoints, retry, Some(tls)).await?;
     let flannel = &config.flannel;
     let network = admin
         .run("flannel network config", |mut client| async move {
