@@ -173,6 +173,12 @@ fn check_applied_node(
         mc.contains("ExecStart=/opt/bin/mc converge --stage boot"),
         "{mc}"
     );
+    // A failed boot converge is retried until it succeeds, never given up.
+    assert!(
+        mc.contains("\nStartLimitIntervalSec=0\n[Service]\n"),
+        "{mc}"
+    );
+    assert!(mc.contains("\nRestart=on-failure\nRestartSec=10\n"), "{mc}");
     let mc_network = read(&units, layout.agent_network_unit);
     assert!(mc_network.contains("ExecStart=/opt/bin/mc converge --stage network"));
 

@@ -10,6 +10,7 @@
 
 mod builder;
 mod dataurl;
+pub mod lifecycle;
 pub mod units;
 
 pub use builder::{

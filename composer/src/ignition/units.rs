@@ -9,6 +9,7 @@ use molten_contract::{OsLayout, OsVariant};
 use std::net::Ipv4Addr;
 
 use crate::error::ComposeError;
+use crate::ignition::lifecycle::{NO_START_LIMIT, RESTART_ON_FAILURE};
 use crate::model::{Cluster, Node, Runtime};
 use crate::plan::{etcd_url, BootMetadata};
 
@@ -127,7 +128,9 @@ pub fn mc_renew_timer() -> String {
         .to_string()
 }
 
-/// `mc.service`: the boot converge, between etcd and flanneld/Docker.
+/// `mc.service`: the boot converge, between etcd and flanneld/Docker. Retried on failure without
+/// a start limit (a peer may take minutes to boot); units ordered after it keep their start jobs
+/// queued while it restarts.
 ///
 /// Not ordered before `docker.socket`: a socket is `Before=sockets.target`, which comes before
 /// `basic.target`, which every service (etcd included) follows, so `Before=docker.socket` closes
@@ -150,10 +153,12 @@ pub fn mc_unit(layout: &OsLayout, metadata: Option<&BootMetadata>, trust: bool) 
          After={etcd} network-online.target{metadata_after}\n\
          Wants=network-online.target{metadata_wants}\n\
          Before={flannel} {docker}\n\
+         {NO_START_LIMIT}\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart={mc} converge --stage boot\n\
+         {RESTART_ON_FAILURE}\
          [Install]\n\
          WantedBy=multi-user.target\n",
         etcd = layout.etcd_unit,
