@@ -33,10 +33,14 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("failed to rename a temp file to {}", path.display()))?;
     // The rename is durable once the directory entry is.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    sync_dir(dir)
+}
+
+/// fsyncs a directory, so a rename or removal in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to sync directory {}", dir.display()))
 }
 
 /// Writes `path` only if its content or mode differs. Returns whether it wrote.

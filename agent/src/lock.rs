@@ -5,7 +5,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -91,12 +90,11 @@ impl NodeLock {
 
 /// `flock(LOCK_EX | LOCK_NB)`: Ok(false) when someone else holds it.
 fn try_flock(file: &File) -> std::io::Result<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is passed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
+    let Err(errno) = rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    else {
         return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
+    };
+    let err = std::io::Error::from(errno);
     match err.kind() {
         ErrorKind::WouldBlock => Ok(false),
         ErrorKind::Interrupted => Ok(false),

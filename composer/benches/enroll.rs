@@ -94,8 +94,8 @@ fn main() {
         });
         times.push(elapsed);
     }
-    // SAFETY: kill(2) on the child this bench started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     child.wait().unwrap();
     let logged = drain.join().unwrap();
     times.sort();

@@ -24,6 +24,34 @@ pub fn hash_reader<D: Digest + io::Write>(reader: &mut impl io::Read) -> io::Res
     Ok((hex::encode(hasher.finalize()), size))
 }
 
+/// Copies everything `reader` yields into `writer`, returning `(sha256 hex, bytes copied)` of
+/// what was copied: one pass for a copy that must be checked.
+pub fn copy_sha256(
+    reader: &mut impl io::Read,
+    writer: &mut impl io::Write,
+) -> io::Result<(String, u64)> {
+    struct Tee<'a, W> {
+        hasher: Sha256,
+        out: &'a mut W,
+    }
+    impl<W: io::Write> io::Write for Tee<'_, W> {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let n = self.out.write(bytes)?;
+            self.hasher.update(&bytes[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.out.flush()
+        }
+    }
+    let mut tee = Tee {
+        hasher: Sha256::new(),
+        out: writer,
+    };
+    let size = io::copy(reader, &mut tee)?;
+    Ok((hex::encode(tee.hasher.finalize()), size))
+}
+
 /// `(sha256 hex, size)` of the file at `path`, streamed.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     hash_file::<Sha256>(path)
@@ -55,5 +83,9 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert!(sha256_file(&dir.path().join("missing")).is_err());
+        let mut copy = Vec::new();
+        let copied = copy_sha256(&mut bytes.as_slice(), &mut copy).unwrap();
+        assert_eq!(copied, (sha256_hex(&bytes), 200_000));
+        assert_eq!(copy, bytes);
     }
 }

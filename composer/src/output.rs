@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use sha2::Digest;
-
 use crate::compose::Composition;
 use crate::platform::{Bundle, CopiedFile, SHA256SUMS};
 
@@ -146,27 +144,18 @@ fn set_mode(file: &fs::File, path: &Path, mode: u32) -> Result<()> {
         .with_context(|| format!("failed to set the mode of {}", path.display()))
 }
 
-/// Streams `file.source` into `out` (1 MiB at a time, whatever its size) and checks that it
+/// Streams `file.source` into `out` (never whole in memory, whatever its size) and checks that it
 /// still has the sha256 the bundle's `SHA256SUMS` lists.
 fn copy_checked(file: &CopiedFile, out: &mut fs::File, dest: &Path) -> Result<()> {
     let mut source = fs::File::open(&file.source)
         .with_context(|| format!("cannot read {}", file.source.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match std::io::Read::read(&mut source, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot read {}", file.source.display()))
-            }
-        };
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .with_context(|| format!("failed to write {}", dest.display()))?;
-    }
-    let found = hex::encode(hasher.finalize());
+    let (found, _) = crate::digest::copy_sha256(&mut source, out).with_context(|| {
+        format!(
+            "cannot copy {} to {}",
+            file.source.display(),
+            dest.display()
+        )
+    })?;
     if found != file.sha256 {
         bail!(
             "{} changed while composing (sha256 {found}, {SHA256SUMS} lists {}): compose again",
@@ -180,15 +169,10 @@ fn copy_checked(file: &CopiedFile, out: &mut fs::File, dest: &Path) -> Result<()
 /// Flushes every file and directory written under `dir` (the whole filesystem, in one call),
 /// so the rename that follows never exposes a bundle whose contents are not on disk.
 fn sync_filesystem(dir: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let handle =
         fs::File::open(dir).with_context(|| format!("failed to open {}", dir.display()))?;
-    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open for the call.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("failed to sync the filesystem of {}", dir.display()));
-    }
-    Ok(())
+    rustix::fs::syncfs(&handle)
+        .with_context(|| format!("failed to sync the filesystem of {}", dir.display()))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -354,8 +354,8 @@ async fn molten_serve_answers_enrollments_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(replay.status, 409, "{replay:?}");
 
-    // SAFETY: kill(2) on the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let lines: Vec<String> = rx.try_iter().collect();

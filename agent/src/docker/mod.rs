@@ -57,7 +57,7 @@ pub async fn connect(host: &str, tls: Option<&ClientTls>) -> anyhow::Result<Dock
 /// writes once it holds its lease. `None` when the file or the line is missing or malformed;
 /// callers then use [`DEFAULT_FLANNEL_MTU`].
 pub fn flannel_mtu(root: &Path, layout: &OsLayout) -> Option<u32> {
-    let path = root.join(layout.flannel_subnet_env.trim_start_matches('/'));
+    let path = crate::fs::under_root(root, layout.flannel_subnet_env);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(err) => {

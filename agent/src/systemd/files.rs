@@ -1,7 +1,7 @@
 //! Writing drop-ins without ever leaving a half-written unit, and finding the ones we own.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -25,25 +25,7 @@ pub fn write_if_changed(path: &Path, content: &str) -> anyhow::Result<bool> {
         Err(err) if err.kind() == ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("failed to read {path:?}")),
     }
-    let dir = path
-        .parent()
-        .with_context(|| format!("{path:?} has no parent directory"))?;
-    fs::create_dir_all(dir).with_context(|| format!("failed to create {dir:?}"))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mc-")
-        .tempfile_in(dir)
-        .with_context(|| format!("failed to create a temporary file in {dir:?}"))?;
-    tmp.write_all(content.as_bytes())
-        .with_context(|| format!("failed to write a temporary file for {path:?}"))?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(UNIT_MODE))
-        .with_context(|| format!("failed to set the mode of the temporary file for {path:?}"))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("failed to sync the temporary file for {path:?}"))?;
-    tmp.persist(path)
-        .with_context(|| format!("failed to rename the temporary file onto {path:?}"))?;
-    sync_dir(dir)?;
+    crate::fs::write_atomic(path, content.as_bytes(), UNIT_MODE)?;
     Ok(true)
 }
 
@@ -55,12 +37,6 @@ fn fix_mode(path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("failed to set the mode of {path:?}"))?;
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("failed to sync directory {dir:?}"))
 }
 
 /// Every drop-in under `unit_dir` that this agent wrote: `<unit>.d/50-mc.conf` starting with
@@ -98,10 +74,10 @@ pub fn remove_dropin(path: &Path) -> anyhow::Result<()> {
         // Only succeeds when empty; a directory with other drop-ins stays.
         if fs::remove_dir(dir).is_ok() {
             if let Some(parent) = dir.parent() {
-                sync_dir(parent)?;
+                crate::fs::sync_dir(parent)?;
             }
         } else {
-            sync_dir(dir)?;
+            crate::fs::sync_dir(dir)?;
         }
     }
     Ok(())

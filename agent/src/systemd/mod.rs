@@ -298,5 +298,5 @@ fn systemd_manages(root: &Path, systemd: &dyn Systemd) -> bool {
 
 /// `<root><absolute>`: joins an absolute node path under the managed root.
 fn under_root(root: &Path, absolute: &str) -> PathBuf {
-    root.join(absolute.trim_start_matches('/'))
+    crate::fs::under_root(root, absolute)
 }

@@ -4,7 +4,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -41,8 +40,7 @@ fn check_owner_and_mode(path: &Path, meta: &fs::Metadata) -> Result<()> {
             path.display()
         );
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     if meta.uid() != uid {
         bail!(
             "{} belongs to uid {}, not to the user running molten (uid {uid})",
@@ -133,12 +131,11 @@ impl DirLock {
             .open(path)
             .with_context(|| format!("cannot open the lock {}", path.display()))?;
         loop {
-            // SAFETY: the descriptor is open for the duration of the call.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
+            let Err(errno) = rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            else {
                 return Ok(DirLock { _file: file });
-            }
-            let err = std::io::Error::last_os_error();
+            };
+            let err = std::io::Error::from(errno);
             if err.kind() != std::io::ErrorKind::Interrupted {
                 return Err(err).with_context(|| format!("cannot lock {}", path.display()));
             }

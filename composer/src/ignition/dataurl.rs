@@ -10,10 +10,11 @@
 //!   field counted) and the platform allows it ([`InlineEncoding`]), as Butane does. The gzip
 //!   stream is reproducible: fixed level, mtime 0, no file name, OS byte "unknown".
 
-use std::cell::RefCell;
+use std::io::Write;
 
 use base64::Engine;
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::{Compression, GzBuilder};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::plan::InlineEncoding;
 
@@ -31,15 +32,8 @@ const COMPRESSION_FIELD_BYTES: usize = 21;
 const GZIP_FRAMING_BYTES: usize = 18;
 /// gzip level: the highest, as the output is small and composed once per node.
 const GZIP_LEVEL: u32 = 9;
-/// The gzip header: magic, deflate, no flags, mtime 0 (reproducible), XFL 2 (level 9), OS 255
-/// ("unknown", so the output does not depend on the build host).
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
-
-thread_local! {
-    /// A deflate state is ~300 KB to set up; composing a thousand nodes reuses one per thread.
-    static DEFLATE: RefCell<Compress> =
-        RefCell::new(Compress::new(Compression::new(GZIP_LEVEL), false));
-}
+/// The gzip header's OS byte: 255, "unknown".
+const GZIP_OS_UNKNOWN: u8 = 255;
 
 pub fn encode(text: &str, encoding: InlineEncoding) -> Inline {
     let plain = Inline {
@@ -66,53 +60,47 @@ pub fn encode(text: &str, encoding: InlineEncoding) -> Inline {
     }
 }
 
-/// A gzip member (RFC 1952) of `bytes` with the fixed [`GZIP_HEADER`].
+/// A gzip member (RFC 1952) of `bytes` with a fixed header: no file name, mtime 0, OS 255
+/// ("unknown", so the output does not depend on the build host).
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() / 2 + 64);
-    out.extend_from_slice(&GZIP_HEADER);
-    DEFLATE.with(|deflate| {
-        let mut deflate = deflate.borrow_mut();
-        deflate.reset();
-        loop {
-            let consumed = usize::try_from(deflate.total_in()).expect("input fits in memory");
-            out.reserve(256);
-            let status = deflate
-                .compress_vec(&bytes[consumed..], &mut out, FlushCompress::Finish)
-                .expect("deflate into a Vec cannot fail");
-            if status == Status::StreamEnd {
-                break;
-            }
-        }
-    });
-    let mut crc = Crc::new();
-    crc.update(bytes);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32 (RFC 1952).
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out
+    let mut encoder = GzBuilder::new()
+        .mtime(0)
+        .operating_system(GZIP_OS_UNKNOWN)
+        .write(
+            Vec::with_capacity(bytes.len() / 2 + 64),
+            Compression::new(GZIP_LEVEL),
+        );
+    encoder
+        .write_all(bytes)
+        .and_then(|()| encoder.finish())
+        .expect("gzip into a Vec cannot fail")
 }
 
-/// Bytes that stay as they are: RFC 3986 unreserved characters plus the separators that carry no
-/// meaning inside a `data:` URL's payload. Everything else, `%`, `#`, `?`, space, quotes, control
-/// characters and non-ASCII bytes included, is percent-encoded.
-fn keep(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~:/,;=@!$&'()*+".contains(&byte)
-}
+/// Bytes that are percent-encoded: everything but RFC 3986 unreserved characters and the
+/// separators that carry no meaning inside a `data:` URL's payload (`%`, `#`, `?`, space,
+/// quotes, control characters and non-ASCII bytes are encoded).
+const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'/')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b'@')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+');
 
 fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(6 + text.len() * 2);
-    out.push_str("data:,");
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &byte in text.as_bytes() {
-        if keep(byte) {
-            out.push(byte as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(byte >> 4)] as char);
-            out.push(HEX[usize::from(byte & 0xf)] as char);
-        }
-    }
-    out
+    format!("data:,{}", utf8_percent_encode(text, ENCODED))
 }
 
 #[cfg(test)]

@@ -2,11 +2,7 @@
 //! still the files the composer wrote.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 /// The manifest's file name, at the bundle's root.
 pub const MANIFEST_NAME: &str = "SHA256SUMS";
@@ -158,19 +154,9 @@ fn check_relative_path(rel: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Lowercase hex sha256 of a file's contents.
+/// Lowercase hex sha256 of a file's contents, streamed.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+    crate::digest::sha256_file(path).map(|(sum, _)| sum)
 }
 
 #[cfg(test)]
