@@ -402,8 +402,8 @@ fn the_real_ignition_follows_the_pinned_pointer_over_https() {
     });
     // Ignition retries a fetch it cannot verify forever: bound it.
     let applied = rx.recv_timeout(std::time::Duration::from_secs(120));
-    // SAFETY: kill(2) on the serve process this test started.
-    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    let pid = rustix::process::Pid::from_raw(serve.id() as i32).expect("a child has a pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     serve.wait().unwrap();
     let log = applied
         .expect("Ignition finished within 2 minutes")
