@@ -126,19 +126,27 @@ pub enum NodeConfigError {
 
 impl NodeConfig {
     /// Parses and checks a node config; `origin` names the source in errors.
+    ///
+    /// The version is read first, on its own: a config of another version is reported as that
+    /// ("version 2; this mc reads version 1"), not as whatever field it added being unknown.
     pub fn from_json(origin: &str, text: &str) -> Result<Self, NodeConfigError> {
-        let config: NodeConfig =
-            serde_json::from_str(text).map_err(|source| NodeConfigError::Parse {
-                path: origin.to_string(),
-                source,
-            })?;
-        if config.version != NODE_CONFIG_VERSION {
+        let parse_error = |source| NodeConfigError::Parse {
+            path: origin.to_string(),
+            source,
+        };
+        /// Only the version; every other field is ignored here.
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: u32,
+        }
+        let Versioned { version } = serde_json::from_str(text).map_err(parse_error)?;
+        if version != NODE_CONFIG_VERSION {
             return Err(NodeConfigError::Version {
                 path: origin.to_string(),
-                found: config.version,
+                found: version,
             });
         }
-        Ok(config)
+        serde_json::from_str(text).map_err(parse_error)
     }
 
     /// Reads a node config from a file.
@@ -243,6 +251,18 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "node.json has node-config version 2; this mc reads version 1"
+        );
+        // A newer config also adds fields: the version is what the error names.
+        let newer = text.replacen('{', "{\"enrollment_window\": 3600, ", 1);
+        let err = NodeConfig::from_json("node.json", &newer).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node.json has node-config version 2; this mc reads version 1"
+        );
+        let missing = NodeConfig::from_json("node.json", "{}").unwrap_err();
+        assert!(
+            missing.to_string().contains("missing field `version`"),
+            "{missing}"
         );
     }
 
