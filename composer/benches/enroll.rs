@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo bench -p molten --bench enroll`. Figures: docs/performance.md.
 
-#[path = "../tests/authority_support/mod.rs"]
+#[path = "../tests/composer/authority_support/mod.rs"]
 mod authority_support;
 
 use std::io::BufRead;

@@ -2,7 +2,7 @@
 //! the plain files under `tests/snapshots/<profile>-<platform>/`. `MOLTEN_BLESS=1` rewrites
 //! them; review the diff like any other change. Also: composing twice gives identical bytes.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! pointer fetches over HTTPS pinned to the authority CA; the real Ignition applies the files;
 //! composing twice from one authority gives the same bytes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

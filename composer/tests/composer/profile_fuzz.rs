@@ -5,8 +5,8 @@ use std::path::Path;
 use molten::profile::{load, LoadOptions};
 use proptest::prelude::*;
 
-const DEV: &str = include_str!("../../profiles/dev.yaml");
-const RACK: &str = include_str!("../../profiles/rack.yaml");
+const DEV: &str = include_str!("../../../profiles/dev.yaml");
+const RACK: &str = include_str!("../../../profiles/rack.yaml");
 
 fn check(text: &str) {
     let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/agent-fixture.bin");

@@ -3,7 +3,7 @@
 //! for the node's root, fetching the agent (and, on vagrant, the full config behind the pointer)
 //! from a file server on 127.0.0.1 and checking their hashes. Plus: nothing secret anywhere.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `molten authority` as the operator runs it: a private directory, nothing partial, refusals
 //! with exit statuses, client certificates that chain to the right CA.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

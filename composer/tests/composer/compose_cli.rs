@@ -1,7 +1,7 @@
 //! `molten` as a user runs it: exit statuses (0 ok, 2 invalid input, 1 other failure), what it
 //! prints, and that a failed compose leaves no output behind.
 
-mod common;
+use crate::common;
 
 use molten::platform::Platform;
 

@@ -2,7 +2,7 @@
 //! pointer configs' full configs are served with the hash the pointers demand, and every ipxe
 //! script and config request is logged with the node the composer made it for.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::path::{Path, PathBuf};
 

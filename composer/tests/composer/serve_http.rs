@@ -2,7 +2,7 @@
 //! is logged. Requests are written raw so paths reach the server exactly as sent (HTTP clients
 //! would normalize `../` away).
 
-mod serve_support;
+use crate::serve_support;
 
 use std::path::Path;
 

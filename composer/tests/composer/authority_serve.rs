@@ -2,7 +2,7 @@
 //! files with their lock): enrollment, replay, expiry, unknown nodes, names only from the
 //! profile, renewal and roster only with a valid etcd client certificate.
 
-mod authority_support;
+use crate::authority_support;
 
 use ::time::Duration;
 use authority_support::*;
