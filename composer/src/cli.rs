@@ -195,6 +195,40 @@ pub struct ServeArgs {
         value_parser = crate::authority::serve_cmd::parse_validity
     )]
     pub cert_validity: time::Duration,
+    /// Seconds a client has to send a request's headers (slow clients are cut off)
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a connection may move no byte before it is closed
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Seconds the server may take to start answering a request
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+    /// Open connections at most, all clients together (lowered to fit the open-file limit)
+    #[arg(long, value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Open connections at most from one client address
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_client: u64,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> crate::serve::Limits {
+        use std::time::Duration;
+        crate::serve::Limits {
+            header_read_timeout: Duration::from_secs(self.header_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            request_timeout: Duration::from_secs(self.request_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_connections_per_client: usize::try_from(self.max_connections_per_client)
+                .unwrap_or(usize::MAX),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -249,10 +283,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
         }),
         Command::Serve(args) => {
+            let limits = args.limits();
+            if let Err(problem) = limits.check() {
+                eprintln!("error: {problem}");
+                return Err(Failure::InvalidInput);
+            }
             let result = match &args.authority {
                 Some(dir) => crate::authority::serve_cmd::run_until_signalled(
                     args.dir.as_deref(),
                     args.listen,
+                    limits,
                     &crate::authority::serve_cmd::AuthorityOptions {
                         dir: dir.clone(),
                         tls_listen: args.tls_listen,
@@ -263,6 +303,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 None => crate::serve::run_until_signalled(
                     args.dir.as_deref().unwrap_or(Path::new("out/ipxe")),
                     args.listen,
+                    limits,
                 ),
             };
             result.map_err(|err| {

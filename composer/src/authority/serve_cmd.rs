@@ -29,6 +29,7 @@ pub struct AuthorityInBundle(String);
 pub fn run_until_signalled(
     bundle: Option<&Path>,
     listen: SocketAddr,
+    limits: serve::Limits,
     options: &AuthorityOptions,
 ) -> Result<()> {
     if let Some(bundle) = bundle {
@@ -65,7 +66,7 @@ pub fn run_until_signalled(
         let mut https = https::bind(service, options.tls_listen, &options.extra_names).await?;
         let bundle_server = match bundle {
             Some(dir) => {
-                let server = serve::bind(dir, listen).await?;
+                let server = serve::bind_with(dir, listen, limits).await?;
                 eprintln!("{}", server.describe());
                 https = https.with_bundle(server.bundle_router());
                 Some(server)

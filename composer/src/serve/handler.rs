@@ -1,9 +1,8 @@
-//! One request: refuse traversal, look the path up in the manifest, let tower-http's `ServeFile`
-//! answer (it does HEAD, Range and conditional requests), then log.
+//! One request: only GET and HEAD, refuse traversal, answer `/healthz`, look the path up in the
+//! verified content and answer from it (HEAD, Range, If-None-Match), then log.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -11,16 +10,18 @@ use axum::body::{Body, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tower_http::services::ServeFile;
 
 use super::access_log::{fetched_line, install_fetched_line, request_line, LogSink, RequestRecord};
-use super::manifest::{Manifest, MANIFEST_NAME};
+use super::content::Content;
+use super::limits::Admission;
+use super::manifest::{HEALTH_PATH, MANIFEST_NAME};
 use super::nodes::{NodeFile, NodeIndex};
+use super::response::file_response;
 
 /// Everything the handler reads, shared by all connections.
 pub struct Shared {
-    pub manifest: Manifest,
-    pub manifest_path: PathBuf,
+    pub content: Arc<Content>,
+    pub admission: Arc<Admission>,
     pub nodes: NodeIndex,
     pub log: LogSink,
     /// Nodes that have fetched their Ignition config since the server started.
@@ -60,7 +61,7 @@ pub async fn handle(
         match node_file {
             Some(NodeFile::Config { node }) => log_fetched(&shared, now, node, &rel, bytes),
             Some(NodeFile::InstallConfig { node }) => {
-                let sha256 = shared.manifest.get(&rel).map_or("?", |e| e.sha256.as_str());
+                let sha256 = shared.content.get(&rel).map_or("?", |e| e.sha256.as_str());
                 (shared.log)(&install_fetched_line(now, node, &rel, bytes, sha256));
             }
             _ => {}
@@ -70,34 +71,75 @@ pub async fn handle(
 }
 
 async fn respond(shared: &Shared, rel: &str, request: Request) -> Response {
+    let method = request.method();
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served\n",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
     if is_traversal(rel) {
         return (StatusCode::BAD_REQUEST, "path traversal refused\n").into_response();
     }
-    let file = if rel == MANIFEST_NAME {
-        shared.manifest_path.clone()
-    } else if let Some(entry) = shared.manifest.get(rel) {
-        entry.path.clone()
-    } else {
-        let message = format!("not found: /{rel} is not listed in this bundle's {MANIFEST_NAME}\n");
-        return (StatusCode::NOT_FOUND, message).into_response();
-    };
-    match ServeFile::new(&file).try_call(request).await {
-        Ok(response) => {
-            let mut response = response.map(Body::new);
-            if response.status().is_success() {
-                if let Some(content_type) = content_type(rel) {
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-                }
-            }
-            response
-        }
-        Err(err) => {
-            let message = format!("cannot read /{rel}: {err}\n");
-            (StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
+    if rel == HEALTH_PATH {
+        return health(shared);
+    }
+    if rel == MANIFEST_NAME {
+        let body = if method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(shared.content.manifest_bytes.clone())
+        };
+        let mut response = body.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(shared.content.manifest_bytes.len()),
+        );
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(rel)),
+        );
+        return response;
+    }
+    match shared.content.get(rel) {
+        Some(file) => file_response(
+            file,
+            method,
+            request.headers(),
+            content_type(rel),
+            &shared.log,
+        ),
+        None => {
+            let message =
+                format!("not found: /{rel} is not listed in this bundle's {MANIFEST_NAME}\n");
+            (StatusCode::NOT_FOUND, message).into_response()
         }
     }
+}
+
+/// `/healthz`: the bundle is verified and the listener accepts. Load balancers need nothing more;
+/// the counts help an operator.
+fn health(shared: &Shared) -> Response {
+    let body = format!(
+        "{{\"status\":\"ok\",\"files\":{},\"connections\":{},\"max_connections\":{}}}\n",
+        shared.content.len(),
+        shared.admission.open(),
+        shared.admission.limits().max_connections
+    );
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A `.` or `..` segment (also percent-encoded) or an encoded separator. Listed paths never
@@ -113,15 +155,21 @@ fn is_traversal(rel: &str) -> bool {
     })
 }
 
-/// Types tower-http cannot guess from the extension; everything else keeps its guess
-/// (`application/octet-stream` for kernels, initrds and `mc`).
-fn content_type(rel: &str) -> Option<&'static str> {
-    if rel.ends_with(".ipxe") || rel == MANIFEST_NAME {
-        Some("text/plain; charset=utf-8")
+/// The type of a served file, from its name: iPXE scripts and text as text, Ignition configs as
+/// Ignition, JSON as JSON, everything else (kernels, initrds, `mc`) as bytes.
+fn content_type(rel: &str) -> &'static str {
+    if rel.ends_with(".ipxe")
+        || rel.ends_with(".txt")
+        || rel == MANIFEST_NAME
+        || rel == "Vagrantfile"
+    {
+        "text/plain; charset=utf-8"
     } else if rel.ends_with(".ign") {
-        Some("application/vnd.coreos.ignition+json")
+        "application/vnd.coreos.ignition+json"
+    } else if rel.ends_with(".json") {
+        "application/json"
     } else {
-        None
+        "application/octet-stream"
     }
 }
 
@@ -147,7 +195,7 @@ fn log_fetched(shared: &Shared, now: SystemTime, node: &str, rel: &str, bytes: u
         fetched.len()
     };
     let sha256 = shared
-        .manifest
+        .content
         .get(rel)
         .map_or("?", |entry| entry.sha256.as_str());
     let total = shared.nodes.config_nodes().len();

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// The manifest's file name, at the bundle's root.
 pub const MANIFEST_NAME: &str = "SHA256SUMS";
+/// The health check's path (without the leading `/`); a bundle cannot list a file there.
+pub const HEALTH_PATH: &str = "healthz";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -47,11 +49,20 @@ impl Manifest {
     /// Reads `<dir>/SHA256SUMS` (lines `<sha256 hex>  <relative path>`, as `sha256sum` writes
     /// them). Every path must stay inside `dir`.
     pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+        Self::load_with_bytes(dir).map(|(manifest, _)| manifest)
+    }
+
+    /// [`Manifest::load`], also returning the manifest's bytes as read (served as they were
+    /// parsed). The manifest itself must not be a symlink either.
+    pub fn load_with_bytes(dir: &Path) -> Result<(Manifest, Vec<u8>), ManifestError> {
         let path = dir.join(MANIFEST_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+        let read_error = |source| ManifestError::Read {
             path: path.clone(),
             source,
-        })?;
+        };
+        let bytes = super::content::read_manifest_bytes(dir).map_err(read_error)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|err| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, err)))?;
         let mut entries = BTreeMap::new();
         for (index, line) in text.lines().enumerate() {
             let syntax = |reason: String| ManifestError::Syntax {
@@ -66,6 +77,11 @@ impl Manifest {
             if rel == MANIFEST_NAME {
                 return Err(syntax(format!("{MANIFEST_NAME} cannot list itself")));
             }
+            if rel == HEALTH_PATH {
+                return Err(syntax(format!(
+                    "{HEALTH_PATH} is reserved for the health check"
+                )));
+            }
             let entry = Entry {
                 path: dir.join(&rel),
                 rel: rel.clone(),
@@ -78,28 +94,7 @@ impl Manifest {
         if entries.is_empty() {
             return Err(ManifestError::Empty { path });
         }
-        Ok(Manifest { entries })
-    }
-
-    /// Hashes every listed file; fails naming each file that is missing or changed.
-    pub fn verify(&self) -> Result<(), ManifestError> {
-        let problems: Vec<String> = self
-            .entries
-            .values()
-            .filter_map(|entry| match sha256_file(&entry.path) {
-                Ok(actual) if actual == entry.sha256 => None,
-                Ok(actual) => Some(format!(
-                    "{} has sha256 {actual}, {MANIFEST_NAME} says {}",
-                    entry.rel, entry.sha256
-                )),
-                Err(err) => Some(format!("{}: {err}", entry.rel)),
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ManifestError::Mismatch { problems })
-        }
+        Ok((Manifest { entries }, bytes))
     }
 
     pub fn get(&self, rel: &str) -> Option<&Entry> {

@@ -1,14 +1,20 @@
 //! `molten serve`: serves a composed bundle (ipxe or vagrant output directory) over HTTP.
 //!
 //! Only the files the bundle's `SHA256SUMS` lists are served (and `SHA256SUMS` itself), and only
-//! after every one of them was checked against its recorded sha256. Requests are answered by
-//! axum + tower-http (`ServeFile`: HEAD, Range, conditional requests); each gets one log line
-//! naming the node when the path is a node's iPXE script or Ignition config.
+//! the bytes that were checked against their recorded sha256 at start ([`content`]): a bundle
+//! changed on disk afterwards is never served (see docs/platforms.md). Every connection goes
+//! through the shared accept loop ([`listener`]) with the [`Limits`]; each request gets one log
+//! line naming the node when the path is a node's iPXE script or Ignition config; `/healthz`
+//! answers load balancers.
 
 mod access_log;
+mod content;
 mod handler;
+pub mod limits;
+pub mod listener;
 mod manifest;
 mod nodes;
+mod response;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -22,10 +28,14 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use access_log::{stderr_sink, utc_timestamp, LogSink};
-pub use manifest::{sha256_file, Entry, Manifest, ManifestError, MANIFEST_NAME};
+pub use content::{CHUNK, IN_MEMORY_MAX};
+pub use limits::Limits;
+pub use manifest::{sha256_file, Entry, Manifest, ManifestError, HEALTH_PATH, MANIFEST_NAME};
 pub use nodes::{NodeFile, NodeIndex};
 
+use content::Content;
 use handler::Shared;
+use limits::Admission;
 
 /// How long in-flight downloads may finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,20 +45,35 @@ pub struct Server {
     dir: PathBuf,
     listener: TcpListener,
     local_addr: SocketAddr,
-    manifest: Manifest,
+    content: Arc<Content>,
     nodes: NodeIndex,
+    limits: Limits,
+    /// Why the connection cap is lower than asked, when it is.
+    limits_note: Option<String>,
     log: LogSink,
 }
 
-/// Checks the bundle in `dir` against its `SHA256SUMS`, then binds `listen`. Nothing listens when
-/// a file is missing or changed; the error names each such file.
+/// Checks the bundle in `dir` against its `SHA256SUMS`, then binds `listen` with the default
+/// [`Limits`]. Nothing listens when a file is missing, changed or a symlink; the error names each
+/// such file.
 pub async fn bind(dir: &Path, listen: SocketAddr) -> anyhow::Result<Server> {
+    bind_with(dir, listen, Limits::default()).await
+}
+
+/// [`bind`] with the given limits.
+pub async fn bind_with(
+    dir: &Path,
+    listen: SocketAddr,
+    mut limits: Limits,
+) -> anyhow::Result<Server> {
+    limits.check().map_err(anyhow::Error::msg)?;
+    let limits_note = limits.fit_to_descriptors();
     let owned_dir = dir.to_path_buf();
-    let (manifest, nodes) = tokio::task::spawn_blocking(move || {
-        let manifest = Manifest::load(&owned_dir)?;
-        manifest.verify()?;
-        let nodes = NodeIndex::build(&manifest);
-        Ok::<_, ManifestError>((manifest, nodes))
+    let (content, nodes) = tokio::task::spawn_blocking(move || {
+        let (manifest, bytes) = Manifest::load_with_bytes(&owned_dir)?;
+        let content = Content::load(&owned_dir, &manifest, bytes.into())?;
+        let nodes = NodeIndex::build(&content);
+        Ok::<_, ManifestError>((content, nodes))
     })
     .await
     .context("bundle check panicked")?
@@ -64,8 +89,10 @@ pub async fn bind(dir: &Path, listen: SocketAddr) -> anyhow::Result<Server> {
         dir: dir.to_path_buf(),
         listener,
         local_addr,
-        manifest,
+        content: Arc::new(content),
         nodes,
+        limits,
+        limits_note,
         log: stderr_sink(),
     })
 }
@@ -84,11 +111,11 @@ impl Server {
 
     /// The same bundle as a router for another listener: `molten serve --authority` serves it
     /// over HTTPS too, so a pointer config can fetch a full config (which holds the node's token)
-    /// pinned to the authority CA.
+    /// pinned to the authority CA. The same verified content is served.
     pub fn bundle_router(&self) -> Router {
         let shared = Arc::new(Shared {
-            manifest_path: self.dir.join(MANIFEST_NAME),
-            manifest: self.manifest.clone(),
+            content: self.content.clone(),
+            admission: Admission::new(self.limits.clone()),
             nodes: self.nodes.clone(),
             log: self.log.clone(),
             fetched: Mutex::new(BTreeSet::new()),
@@ -96,18 +123,36 @@ impl Server {
         Router::new().fallback(handler::handle).with_state(shared)
     }
 
-    /// The startup line: what is served, for which nodes, where.
+    /// The limits in force (the connection cap may be lower than asked: see [`Server::describe`]).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The startup line: what is served, for which nodes, where, with which limits.
     pub fn describe(&self) -> String {
         let nodes = self.nodes.config_nodes();
+        let limits = &self.limits;
+        let note = self
+            .limits_note
+            .as_ref()
+            .map(|note| format!(" ({note})"))
+            .unwrap_or_default();
+        // The address stays last: scripts and tests read it from the end of the line.
         format!(
             "molten serve: {} files from {} verified against {MANIFEST_NAME}; {} node config(s){}{}; \
-             listening on http://{}/",
-            self.manifest.len(),
+             at most {} connections{note}, {} per client; timeouts: header {:?}, idle {:?}, \
+             request {:?}; listening on http://{}/",
+            self.content.len(),
             self.dir.display(),
             nodes.len(),
             if nodes.is_empty() { "" } else { ": " },
             nodes.join(", "),
-            self.local_addr
+            limits.max_connections,
+            limits.max_connections_per_client,
+            limits.header_read_timeout,
+            limits.idle_timeout,
+            limits.request_timeout,
+            self.local_addr,
         )
     }
 
@@ -118,36 +163,28 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let log = self.log.clone();
+        let admission = Admission::new(self.limits);
         let shared = Arc::new(Shared {
-            manifest_path: self.dir.join(MANIFEST_NAME),
-            manifest: self.manifest,
+            content: self.content,
+            admission: admission.clone(),
             nodes: self.nodes,
             log: self.log,
             fetched: Mutex::new(BTreeSet::new()),
         });
         let app = Router::new().fallback(handler::handle).with_state(shared);
-
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping_tx.send(());
-        };
-        let server = axum::serve(
+        let drained = listener::run_until(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            admission,
+            shutdown,
+            DRAIN_TIMEOUT,
+            log.clone(),
         )
-        .with_graceful_shutdown(signal);
-        let drain_deadline = async move {
-            match stopping_rx.await {
-                Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = server => result.context("HTTP server failed")?,
-            () = drain_deadline => log(&format!(
+        .await;
+        if !drained {
+            log(&format!(
                 "molten serve: in-flight requests did not finish within {DRAIN_TIMEOUT:?}; closing them"
-            )),
+            ));
         }
         log("molten serve: stopped");
         Ok(())
@@ -159,9 +196,10 @@ impl Server {
 pub async fn serve(
     dir: &Path,
     listen: SocketAddr,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let server = bind(dir, listen).await?;
+    let server = bind_with(dir, listen, limits).await?;
     eprintln!("{}", server.describe());
     server.run(shutdown).await
 }
@@ -182,11 +220,11 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'st
 
 /// The `molten serve` command: a runtime, the signal handlers, then [`serve`] until Ctrl-C or
 /// SIGTERM.
-pub fn run_until_signalled(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+pub fn run_until_signalled(dir: &Path, listen: SocketAddr, limits: Limits) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = shutdown_signal()?;
-        serve(dir, listen, shutdown).await
+        serve(dir, listen, limits, shutdown).await
     })
 }
 

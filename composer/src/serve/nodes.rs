@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::manifest::Manifest;
+use super::content::{Content, Data};
 
 /// What a served path is to a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +35,8 @@ pub struct NodeIndex {
 impl NodeIndex {
     /// Indexes the manifest's node files. A script whose config cannot be found still maps to its
     /// MAC (the log then shows the MAC alone).
-    pub fn build(manifest: &Manifest) -> NodeIndex {
-        let configs: BTreeSet<String> = manifest
+    pub fn build(content: &Content) -> NodeIndex {
+        let configs: BTreeSet<String> = content
             .entries()
             .filter_map(|e| config_node(&e.rel))
             .collect();
@@ -46,7 +46,7 @@ impl NodeIndex {
             _ => (name, false),
         };
         let mut files = BTreeMap::new();
-        for entry in manifest.entries() {
+        for entry in content.entries() {
             if let Some(name) = config_node(&entry.rel) {
                 let file = match owner(name) {
                     (node, true) => NodeFile::InstallConfig { node },
@@ -54,10 +54,13 @@ impl NodeIndex {
                 };
                 files.insert(entry.rel.clone(), file);
             } else if let Some(mac) = script_mac(&entry.rel) {
-                let node = std::fs::read_to_string(&entry.path)
-                    .ok()
-                    .and_then(|script| node_of_script(&script))
-                    .map(|name| owner(name).0);
+                // Scripts are small, so their verified bytes are in memory.
+                let node = match &entry.data {
+                    Data::Memory(bytes) => std::str::from_utf8(bytes).ok(),
+                    Data::File(_) => None,
+                }
+                .and_then(node_of_script)
+                .map(|name| owner(name).0);
                 files.insert(entry.rel.clone(), NodeFile::Script { mac, node });
             }
         }

@@ -1,0 +1,343 @@
+//! The bytes `molten serve` hands out, kept as they were when checked against `SHA256SUMS`.
+//!
+//! Every listed file is opened once, beneath the bundle directory and without following a symlink
+//! anywhere on its path, and hashed from that open descriptor. A small file's verified bytes stay
+//! in memory. A large file keeps its open descriptor (so a bundle renamed over the served one does
+//! not change what is served) plus the sha256 of each [`CHUNK`]; every chunk is read and checked
+//! again right before it is sent, so a file rewritten in place is cut off at the first chunk that
+//! no longer matches and never reaches a client.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, ManifestError, MANIFEST_NAME};
+
+/// Files up to this size are served from memory.
+pub const IN_MEMORY_MAX: u64 = 4 << 20;
+/// Larger files are re-checked before sending in chunks of this size.
+pub const CHUNK: u64 = 1 << 20;
+
+/// One verified file.
+pub struct Verified {
+    pub rel: String,
+    pub sha256: String,
+    pub len: u64,
+    pub data: Data,
+}
+
+pub enum Data {
+    Memory(Bytes),
+    File(Arc<ChunkedFile>),
+}
+
+/// A large file: its checked inode, the sha256 of every chunk, and whether a chunk was ever found
+/// changed (then the file is refused from then on).
+pub struct ChunkedFile {
+    pub file: File,
+    pub chunk_sha256: Vec<[u8; 32]>,
+    pub changed: AtomicBool,
+}
+
+/// The whole verified bundle, `SHA256SUMS` included.
+pub struct Content {
+    files: BTreeMap<String, Verified>,
+    pub manifest_bytes: Bytes,
+}
+
+impl Content {
+    /// Opens and hashes every file `manifest` lists; fails naming each file that is missing,
+    /// changed, not a regular file or reached through a symlink.
+    pub fn load(
+        dir: &Path,
+        manifest: &Manifest,
+        manifest_bytes: Bytes,
+    ) -> Result<Content, ManifestError> {
+        let root = open_dir(dir).map_err(|source| ManifestError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut files = BTreeMap::new();
+        let mut problems = Vec::new();
+        for entry in manifest.entries() {
+            match verify_one(&root, &entry.rel, &entry.sha256) {
+                Ok(verified) => {
+                    files.insert(entry.rel.clone(), verified);
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ManifestError::Mismatch { problems });
+        }
+        Ok(Content {
+            files,
+            manifest_bytes,
+        })
+    }
+
+    pub fn get(&self, rel: &str) -> Option<&Verified> {
+        self.files.get(rel)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Verified> {
+        self.files.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Total bytes of the listed files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.len).sum()
+    }
+}
+
+/// Reads `<dir>/SHA256SUMS` the same way the files are read: no symlink, a regular file.
+pub fn read_manifest_bytes(dir: &Path) -> io::Result<Vec<u8>> {
+    let root = open_dir(dir)?;
+    let file = open_beneath(&root, MANIFEST_NAME)?;
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut &file, &mut bytes)?;
+    Ok(bytes)
+}
+
+fn verify_one(root: &File, rel: &str, expected: &str) -> Result<Verified, String> {
+    let file = open_beneath(root, rel).map_err(|err| format!("{rel}: {err}"))?;
+    let mut whole = Sha256::new();
+    let mut chunk_sha256 = Vec::new();
+    let mut memory = Vec::new();
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut len = 0u64;
+    loop {
+        let n = read_full_at(&file, &mut buf, len).map_err(|err| format!("{rel}: {err}"))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        whole.update(chunk);
+        chunk_sha256.push(Sha256::digest(chunk).into());
+        if len + (n as u64) <= IN_MEMORY_MAX {
+            memory.extend_from_slice(chunk);
+        }
+        len += n as u64;
+        if (n as u64) < CHUNK {
+            break;
+        }
+    }
+    let actual = hex::encode(whole.finalize());
+    if actual != expected {
+        return Err(format!(
+            "{rel} has sha256 {actual}, {MANIFEST_NAME} says {expected}"
+        ));
+    }
+    let data = if len <= IN_MEMORY_MAX {
+        Data::Memory(Bytes::from(memory))
+    } else {
+        Data::File(Arc::new(ChunkedFile {
+            file,
+            chunk_sha256,
+            changed: AtomicBool::new(false),
+        }))
+    };
+    Ok(Verified {
+        rel: rel.to_string(),
+        sha256: expected.to_string(),
+        len,
+        data,
+    })
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+impl ChunkedFile {
+    /// Bytes `[start, end)` of chunk `index`, after checking the whole chunk against its sha256.
+    /// A mismatch marks the file changed and is an error: nothing of that chunk is returned.
+    pub fn read_checked(&self, index: usize, start: u64, end: u64) -> io::Result<Bytes> {
+        let expected = self.chunk_sha256.get(index).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "chunk beyond the verified file",
+            )
+        })?;
+        let chunk_start = index as u64 * CHUNK;
+        let mut buf = vec![0u8; CHUNK as usize];
+        let n = read_full_at(&self.file, &mut buf, chunk_start)?;
+        buf.truncate(n);
+        if Sha256::digest(&buf).as_slice() != expected {
+            self.changed.store(true, Ordering::Relaxed);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "changed on disk since it was verified",
+            ));
+        }
+        let from = (start - chunk_start) as usize;
+        let to = (end - chunk_start) as usize;
+        Ok(Bytes::from(buf).slice(from..to))
+    }
+
+    pub fn is_changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+}
+
+fn open_dir(dir: &Path) -> io::Result<File> {
+    let file = File::open(dir)?;
+    if !file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        ));
+    }
+    Ok(file)
+}
+
+/// Opens `rel` (`/`-separated, already checked to have no `.`/`..`/empty component) beneath
+/// `root`, one component at a time with `O_NOFOLLOW`, so no symlink on the way is followed even if
+/// the tree changes meanwhile. The result must be a regular file (a FIFO is opened non-blocking so
+/// it cannot hang the check).
+pub fn open_beneath(root: &File, rel: &str) -> io::Result<File> {
+    let components: Vec<&str> = rel.split('/').collect();
+    let mut current: Option<OwnedFd> = None;
+    for (index, component) in components.iter().enumerate() {
+        let last = index + 1 == components.len();
+        let name = CString::new(*component)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        let mut flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        flags |= if last {
+            libc::O_NONBLOCK
+        } else {
+            libc::O_DIRECTORY
+        };
+        let base = current
+            .as_ref()
+            .map_or(root.as_raw_fd(), |fd| fd.as_raw_fd());
+        // SAFETY: `base` is an open descriptor owned by `root` or `current`, `name` is a valid
+        // NUL-terminated string; the returned descriptor is owned below.
+        let fd = unsafe { libc::openat(base, name.as_ptr(), flags) };
+        if fd < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ELOOP) => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{component} is a symlink (refused)"),
+                ),
+                Some(libc::ENOTDIR) if !last => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{component} is not a directory (a symlink is refused)"),
+                ),
+                _ => err,
+            });
+        }
+        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+        current = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let file = File::from(
+        current.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?,
+    );
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    #[test]
+    fn refuses_symlinks_anywhere_on_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::fs::write(dir.path().join("real/f"), "x").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("real/g")).unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        assert!(open_beneath(&root, "real/f").is_ok());
+        let err = open_beneath(&root, "link/f").unwrap_err().to_string();
+        assert!(err.contains("link is"), "{err}");
+        let err = open_beneath(&root, "real/g").unwrap_err().to_string();
+        assert!(err.contains("g is a symlink"), "{err}");
+        let err = open_beneath(&root, "real").unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_large_file_rewritten_in_place_is_refused_chunk_by_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(IN_MEMORY_MAX + 3 * CHUNK / 2))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(dir.path().join("big"), &data).unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        let verified = verify_one(&root, "big", &digest(&data)).unwrap();
+        let Data::File(file) = verified.data else {
+            panic!("a large file must not be held in memory");
+        };
+        let last = file.chunk_sha256.len() - 1;
+        let tail_start = last as u64 * CHUNK;
+        let tail = file
+            .read_checked(last, tail_start, data.len() as u64)
+            .unwrap();
+        assert_eq!(&tail[..], &data[tail_start as usize..]);
+
+        // Same inode, one byte changed in chunk 1: chunk 0 still serves, chunk 1 is refused.
+        let writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("big"))
+            .unwrap();
+        writer.write_at(&[0xff], CHUNK + 5).unwrap();
+        assert!(file.read_checked(0, 0, 10).is_ok());
+        let err = file.read_checked(1, CHUNK, CHUNK + 10).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(file.is_changed());
+    }
+
+    #[test]
+    fn small_files_are_kept_as_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "hello").unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        let verified = verify_one(&root, "s", &digest(b"hello")).unwrap();
+        std::fs::write(dir.path().join("s"), "HELLO").unwrap();
+        match verified.data {
+            Data::Memory(bytes) => assert_eq!(&bytes[..], b"hello"),
+            Data::File(_) => panic!("a small file must be held in memory"),
+        }
+        let err = verify_one(&root, "s", &digest(b"hello")).err().unwrap();
+        assert!(err.contains("s has sha256"), "{err}");
+    }
+}
