@@ -11,11 +11,15 @@ use crate::converge::{self, Options};
 use crate::etcd_join::{self, JoinOptions};
 pub use crate::node_access::EXIT_BUSY;
 use crate::node_access::{config_path, connect, exit, lock, retry};
+use crate::records;
 use crate::status::{self, StatusOptions};
 use crate::systemd::Systemctl;
 
 /// Printed on stderr before the status JSON when etcd could not take it.
 pub const STATUS_FOLLOWS: &str = "the status follows as JSON:";
+/// Exit code of `mc status` and `mc bosh` when some node records were invalid (or newer than
+/// this mc) and were shown as such or left out, while everything else was fine.
+pub const EXIT_PARTIAL: u8 = 3;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -59,27 +63,30 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let mut client = connect(&args.node).await?;
+            let rules = records::rules(&mut client, node_config(&args.node)?.as_deref()).await?;
             let options = StatusOptions {
                 stale_after: Duration::from_secs(args.stale_after * 24 * 3600),
                 probe: !args.no_probe,
                 ..StatusOptions::default()
             };
-            let views = status::collect(&mut client, &options).await?;
+            let views = status::collect(&mut client, &rules, &options).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
                 print!("{}", status::table(&views));
             }
-            let mut healthy = views.iter().all(|v| v.health == status::Health::Ok);
+            let mut code = status_exit(&views);
             if !args.json {
                 // etcd's own health, per member: the cluster the statuses live in.
                 let mut etcd = crate::node_access::session(&args.node).await?;
                 let members = crate::etcd_commands::member_reports(&mut etcd).await?;
                 println!();
                 print!("{}", crate::etcd_commands::table(&members));
-                healthy &= members.iter().all(|m| m.health.status.is_some());
+                if !members.iter().all(|m| m.health.status.is_some()) {
+                    code = ExitCode::FAILURE;
+                }
             }
-            Ok(exit(healthy))
+            Ok(code)
         }
         Command::Bosh(command) => bosh_command(command).await,
         Command::EtcdJoin(args) => {
@@ -173,6 +180,7 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
         BoshCommand::Write { args, .. } => args,
     };
     let mut client = connect(&args.node).await?;
+    let rules = records::rules(&mut client, node_config(&args.node)?.as_deref()).await?;
     let inputs = match (&args.client_cert, &args.client_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &std::path::Path| {
@@ -190,7 +198,7 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
                         .docker_ca
                 }
             };
-            bosh::load_with_client(&mut client, &docker_ca, pair).await?
+            bosh::load_with_client(&mut client, &rules, &docker_ca, pair).await?
         }
         _ => {
             if node_trust(&args.node).ok().flatten().is_some() {
@@ -199,9 +207,15 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
                      (a Docker client certificate from `molten authority issue-client`)"
                 );
             }
-            bosh::load(&mut client).await?
+            bosh::load(&mut client, &rules).await?
         }
     };
+    for node in &inputs.left_out {
+        eprintln!(
+            "mc bosh: warning: node {} left out: {}",
+            node.name, node.reason
+        );
+    }
     let options = cloud_options(args);
     match &command {
         BoshCommand::CloudConfig(_) => print!("{}", bosh::cloud_config(&inputs, &options)),
@@ -215,7 +229,48 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if inputs.left_out.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "mc bosh: partial: {} node(s) left out; the output covers the other {}",
+            inputs.left_out.len(),
+            inputs.zones.len()
+        );
+        Ok(ExitCode::from(EXIT_PARTIAL))
+    }
+}
+
+/// 0 when every node is ok, [`EXIT_PARTIAL`] when the only problems are invalid or newer
+/// records, 1 otherwise.
+fn status_exit(views: &[status::NodeView]) -> ExitCode {
+    use status::Health;
+    let mut partial = false;
+    for view in views {
+        match view.health {
+            Health::Ok => {}
+            Health::Invalid | Health::Newer => partial = true,
+            _ => return ExitCode::FAILURE,
+        }
+    }
+    if partial {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The node config records are checked against: `--config`, or the default path unless
+/// `--etcd` says where etcd is (an operator's machine has no node config).
+fn node_config(node: &NodeArgs) -> Result<Option<crate::config::Config>> {
+    if node.config.is_none() && node.etcd.is_some() {
+        return Ok(None);
+    }
+    let path = config_path(&node.root, &node.config);
+    if node.config.is_none() && !path.exists() {
+        return Ok(None);
+    }
+    converge::load_config(&path).map(Some)
 }
 
 fn cloud_options(args: &BoshArgs) -> CloudOptions {

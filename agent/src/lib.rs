@@ -27,4 +27,5 @@ pub mod pki;
 pub mod records;
 pub mod status;
 pub mod systemd;
+pub mod text;
 pub mod timestamp;

@@ -9,7 +9,8 @@ use etcd_client::Client;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::records::{self, NodeRecord, Status};
+use crate::records::{self, Checked, NodeRecord, Rules, Status};
+use crate::text::{bound, escape, MAX_ERROR_BYTES};
 
 /// How a node looks from etcd (and, with the probe, from the network).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +27,11 @@ pub enum Health {
     Stale,
     /// A record but no status (or an unreadable one).
     Unknown,
+    /// The node record fails its checks (see `error`: `invalid: <reason>`); only this node is
+    /// affected.
+    Invalid,
+    /// The node record was written by a newer mc than this one: shown, not judged.
+    Newer,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,15 +73,37 @@ impl Default for StatusOptions {
     }
 }
 
-pub async fn collect(client: &mut Client, options: &StatusOptions) -> Result<Vec<NodeView>> {
-    let records: BTreeMap<String, NodeRecord> = records::all_records(client)
-        .await?
-        .into_iter()
-        .map(|r| (r.name.clone(), r))
-        .collect();
+pub async fn collect(
+    client: &mut Client,
+    rules: &Rules,
+    options: &StatusOptions,
+) -> Result<Vec<NodeView>> {
+    let mut records: BTreeMap<String, NodeRecord> = BTreeMap::new();
+    let mut unusable: BTreeMap<String, (Health, String)> = BTreeMap::new();
+    for entry in records::read_records(client, rules).await? {
+        match entry.checked {
+            Checked::Valid(record) => {
+                records.insert(entry.name, record);
+            }
+            Checked::Invalid(reason) => {
+                unusable.insert(entry.name, (Health::Invalid, format!("invalid: {reason}")));
+            }
+            Checked::Newer {
+                version,
+                mc_version,
+            } => {
+                let reason = crate::bosh::newer_reason(version, mc_version.as_deref());
+                unusable.insert(entry.name, (Health::Newer, reason));
+            }
+        }
+    }
     let statuses: BTreeMap<String, Result<Status, String>> =
         records::all_statuses(client).await?.into_iter().collect();
-    let mut names: Vec<&String> = records.keys().chain(statuses.keys()).collect();
+    let mut names: Vec<&String> = records
+        .keys()
+        .chain(unusable.keys())
+        .chain(statuses.keys())
+        .collect();
     names.sort();
     names.dedup();
     // Probe every node at once: a cluster of dead nodes costs one timeout, not one per node.
@@ -95,6 +123,9 @@ pub async fn collect(client: &mut Client, options: &StatusOptions) -> Result<Vec
     Ok(names
         .into_iter()
         .map(|name| {
+            if let Some((health, reason)) = unusable.get(name) {
+                return unusable_view(name, *health, reason);
+            }
             let reachable = reachable.get(name).copied();
             view(
                 name,
@@ -106,6 +137,24 @@ pub async fn collect(client: &mut Client, options: &StatusOptions) -> Result<Vec
             )
         })
         .collect())
+}
+
+/// A node whose record cannot be used: its name and why, nothing read from the record.
+fn unusable_view(name: &str, health: Health, reason: &str) -> NodeView {
+    NodeView {
+        name: name.to_string(),
+        zone: None,
+        private_ip: None,
+        subnet: None,
+        docker_endpoint: None,
+        last_converge: None,
+        age_seconds: None,
+        health,
+        failed_step: None,
+        error: Some(reason.to_string()),
+        cert_expiry: None,
+        cert_warning: None,
+    }
 }
 
 /// Builds one line; pure so the rules are testable.
@@ -185,7 +234,8 @@ pub fn human_age(seconds: i64) -> String {
     }
 }
 
-/// The table `mc status` prints.
+/// The table `mc status` prints. Every cell that came from etcd is escaped ([`escape`]): a
+/// record cannot move the cursor, recolour the terminal or forge a line.
 pub fn table(views: &[NodeView]) -> String {
     let dash = || "-".to_string();
     let rows: Vec<[String; 7]> = views
@@ -206,6 +256,7 @@ pub fn table(views: &[NodeView]) -> String {
                     _ => String::new(),
                 },
             ]
+            .map(|cell| bound(&escape(&cell), MAX_ERROR_BYTES))
         })
         .collect();
     let header = [
@@ -220,7 +271,7 @@ pub fn table(views: &[NodeView]) -> String {
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
@@ -242,7 +293,7 @@ pub fn table(views: &[NodeView]) -> String {
     }
     let expiries: Vec<String> = views
         .iter()
-        .filter_map(|v| Some(format!("{} {}", v.name, v.cert_expiry.as_ref()?)))
+        .filter_map(|v| Some(format!("{} {}", escape(&v.name), v.cert_expiry.as_ref()?)))
         .collect();
     if !expiries.is_empty() {
         out.push_str(&format!(
@@ -251,7 +302,7 @@ pub fn table(views: &[NodeView]) -> String {
         ));
     }
     for warning in views.iter().filter_map(|v| v.cert_warning.as_ref()) {
-        out.push_str(&format!("warning: {warning}\n"));
+        out.push_str(&format!("warning: {}\n", escape(warning)));
     }
     out
 }

@@ -16,7 +16,8 @@ use molten_contract::{keys, Role};
 
 use crate::fs::{write_if_changed, MODE_PUBLIC, MODE_SECRET};
 use crate::pki::{self, Pair};
-use crate::records::{self, NodeRecord};
+use crate::records::{self, Checked, NodeRecord, Rules};
+use crate::text::{bound, escape, MAX_ERROR_BYTES};
 use yaml::{emit, Map, Value};
 
 /// The Docker API version the CPI speaks (Docker 18.06+).
@@ -59,21 +60,43 @@ pub struct Inputs {
     pub ca_pem: String,
     /// Sorted by zone.
     pub zones: Vec<Zone>,
+    /// Nodes left out, with why (already escaped and bounded): the documents cover the others.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A node `mc bosh` could not include.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The node's name as its key gives it, escaped.
+    pub name: String,
+    pub reason: String,
 }
 
 /// Reads the records of BOSH nodes (workers with BOSH enabled), their client certificates and
-/// the CA from etcd (clusters composed without an authority, whose keys are in etcd).
-pub async fn load(client: &mut Client) -> Result<Inputs> {
-    load_from(client, None).await
+/// the CA from etcd (clusters composed without an authority, whose keys are in etcd). A node
+/// whose record is invalid or newer than this mc, whose certificates are missing or whose record
+/// names another Docker CA is left out (see [`Inputs::left_out`]); so are both nodes of a zone
+/// claimed twice.
+pub async fn load(client: &mut Client, rules: &Rules) -> Result<Inputs> {
+    load_from(client, rules, None).await
 }
 
 /// The operator's Docker client certificate (`molten authority issue-client`) and the Docker
 /// CA: every CPI presents it; nothing secret comes from etcd.
-pub async fn load_with_client(client: &mut Client, docker_ca: &str, pair: Pair) -> Result<Inputs> {
-    load_from(client, Some((docker_ca, pair))).await
+pub async fn load_with_client(
+    client: &mut Client,
+    rules: &Rules,
+    docker_ca: &str,
+    pair: Pair,
+) -> Result<Inputs> {
+    load_from(client, rules, Some((docker_ca, pair))).await
 }
 
-async fn load_from(client: &mut Client, operator: Option<(&str, Pair)>) -> Result<Inputs> {
+async fn load_from(
+    client: &mut Client,
+    rules: &Rules,
+    operator: Option<(&str, Pair)>,
+) -> Result<Inputs> {
     let ca_pem = match &operator {
         Some((ca, _)) => ca.to_string(),
         None => {
@@ -87,7 +110,28 @@ async fn load_from(client: &mut Client, operator: Option<(&str, Pair)>) -> Resul
     };
     let ca_fingerprint = crate::identity::fingerprint(&ca_pem).context("the Docker CA")?;
     let mut zones = Vec::new();
-    for record in records::all_records(client).await? {
+    let mut left_out = Vec::new();
+    let mut leave_out = |name: &str, reason: String| {
+        left_out.push(LeftOut {
+            name: escape(name),
+            reason,
+        })
+    };
+    for entry in records::read_records(client, rules).await? {
+        let record = match entry.checked {
+            Checked::Valid(record) => record,
+            Checked::Invalid(reason) => {
+                leave_out(&entry.name, format!("invalid record: {reason}"));
+                continue;
+            }
+            Checked::Newer {
+                version,
+                mc_version,
+            } => {
+                leave_out(&entry.name, newer_reason(version, mc_version.as_deref()));
+                continue;
+            }
+        };
         let Some(network) = record.bosh_network.clone() else {
             continue;
         };
@@ -99,42 +143,71 @@ async fn load_from(client: &mut Client, operator: Option<(&str, Pair)>) -> Resul
                 // The record names the CA its dockerd trusts: a CPI must not be pointed at a
                 // daemon that would not accept this certificate (or at an impostor's).
                 if record.ca_fingerprint != ca_fingerprint {
-                    bail!(
-                        "node {}: its record names Docker CA {}, not the given one ({})",
-                        record.name,
-                        record.ca_fingerprint,
-                        ca_fingerprint
+                    leave_out(
+                        &record.name,
+                        format!(
+                            "its record names Docker CA {}, not the given one ({ca_fingerprint})",
+                            escape(&record.ca_fingerprint)
+                        ),
                     );
+                    continue;
                 }
-                pair.clone()
+                Ok(pair.clone())
             }
-            None => pki::load_client_pair(client, &record.name).await?,
+            None => pki::load_client_pair(client, &record.name).await,
         };
-        zones.push(Zone {
-            record,
-            network,
-            client: client_pair,
-        });
+        match client_pair {
+            Ok(client_pair) => zones.push(Zone {
+                record,
+                network,
+                client: client_pair,
+            }),
+            Err(err) => leave_out(
+                &record.name,
+                format!(
+                    "no client certificate: {}",
+                    bound(&format!("{err:#}"), MAX_ERROR_BYTES)
+                ),
+            ),
+        }
     }
     zones.sort_by_key(|z| z.record.zone);
-    if let Some(pair) = zones
-        .windows(2)
-        .find(|w| w[0].record.zone == w[1].record.zone)
-    {
-        bail!(
-            "nodes {} and {} both claim zone {}",
-            pair[0].record.name,
-            pair[1].record.name,
-            pair[0].record.zone
-        );
+    let mut claimed_twice = std::collections::BTreeSet::new();
+    for pair in zones.windows(2) {
+        if pair[0].record.zone == pair[1].record.zone {
+            claimed_twice.insert(pair[0].record.zone);
+        }
     }
+    zones.retain(|z| {
+        let twice = claimed_twice.contains(&z.record.zone);
+        if twice {
+            leave_out(
+                &z.record.name,
+                format!("zone {} is claimed by another node too", z.record.zone),
+            );
+        }
+        !twice
+    });
     if zones.is_empty() {
         bail!(
             "no node record with BOSH enabled under {}",
             keys::NODES_PREFIX
         );
     }
-    Ok(Inputs { ca_pem, zones })
+    Ok(Inputs {
+        ca_pem,
+        zones,
+        left_out,
+    })
+}
+
+/// Why a record of a newer mc is not used (it may hold fields this mc would drop).
+pub fn newer_reason(version: u64, mc_version: Option<&str>) -> String {
+    format!(
+        "record version {version}{} is newer than this mc reads ({}); upgrade mc",
+        mc_version.map(|v| format!(" (mc {v})")).unwrap_or_default(),
+        records::RECORD_VERSION
+    )
 }
 
 fn az(zone: u32) -> String {

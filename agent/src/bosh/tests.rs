@@ -6,6 +6,7 @@ fn zone(name: &str, zone: u32, ip: &str) -> Zone {
     let subnet: ipnet::Ipv4Net = format!("10.1.{}.0/24", zone + 1).parse().unwrap();
     Zone {
         record: NodeRecord {
+            version: crate::records::RECORD_VERSION,
             name: name.into(),
             cluster: "dev".into(),
             zone,
@@ -37,6 +38,7 @@ fn inputs() -> Inputs {
             zone("node-0", 0, "10.0.0.10"),
             zone("node-1", 1, "10.0.0.11"),
         ],
+        left_out: vec![],
     }
 }
 

@@ -32,6 +32,7 @@ impl RecordCerts {
 pub fn node_record(config: &Config, ip: Ipv4Addr, certs: &RecordCerts) -> NodeRecord {
     let subnet = config.subnet;
     NodeRecord {
+        version: crate::records::RECORD_VERSION,
         name: config.node.name.clone(),
         cluster: config.cluster.clone(),
         zone: config.node.zone,

@@ -79,6 +79,28 @@ pub async fn get_prefix(client: &mut Client, prefix: &str) -> Result<Vec<(String
     Ok(out)
 }
 
+/// Every key under `prefix` with its raw value, sorted by key: for keys other nodes write, whose
+/// values may be anything (a key that is not UTF-8 is shown lossily; it matches no node).
+pub async fn get_prefix_bytes(client: &mut Client, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let resp = client
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await
+        .with_context(|| format!("etcd get {prefix}*"))?;
+    let mut out: Vec<(String, Vec<u8>)> = resp
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.value().to_vec(),
+            )
+        })
+        .filter(|(key, _)| key.starts_with(prefix))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 pub async fn put(client: &mut Client, key: &str, value: &str) -> Result<()> {
     client
         .put(key, value, None)

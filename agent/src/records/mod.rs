@@ -1,9 +1,12 @@
 //! What the agent publishes in etcd: the node record (what others need to reach this node) and
-//! the status of its last converge. `mc status` and `mc bosh` read these.
+//! the status of its last converge. `mc status` and `mc bosh` read these, each record checked on
+//! its own ([`check`]): one bad record is reported, never fatal to the others.
+
+pub mod check;
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use etcd_client::Client;
 use ipnet::Ipv4Net;
 use molten_contract::{keys, Role};
@@ -11,12 +14,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::etcd;
 use crate::outcome::StepOutcome;
+use crate::text::{bound, MAX_ERROR_BYTES};
+pub use check::{check_record, Checked, Rules, MAX_RECORD_BYTES};
 
 /// This build's version, in records and `mc version`.
 pub const MC_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The node-record format this build writes and reads; a reader shows a newer one as such.
+pub const RECORD_VERSION: u32 = 1;
+/// A status larger than this is not read (a real one is a few KiB: errors are bounded).
+pub const MAX_STATUS_BYTES: usize = 256 * 1024;
+
+fn record_version_1() -> u32 {
+    1
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeRecord {
+    /// [`RECORD_VERSION`]; absent in records written before the field existed (version 1).
+    #[serde(default = "record_version_1")]
+    pub version: u32,
     pub name: String,
     pub cluster: String,
     pub zone: u32,
@@ -120,35 +137,107 @@ pub async fn read_status(client: &mut Client, node: &str) -> Result<Option<Statu
     let key = keys::node_status(node);
     match etcd::get(client, &key).await? {
         // An unreadable old status (older format) is replaced rather than fatal.
-        Some(entry) => Ok(serde_json::from_str(&entry.value).ok()),
+        Some(entry) => Ok(parse_status(node, entry.value.as_bytes()).ok()),
         None => Ok(None),
     }
 }
 
+/// Puts the status with every step's error and detail bounded, so it always fits etcd's request
+/// limit whatever a failing step quoted.
 pub async fn publish_status(client: &mut Client, status: &Status) -> Result<()> {
-    let value = serde_json::to_string(status).expect("status serializes");
+    let value = serde_json::to_string(&bounded(status)).expect("status serializes");
     etcd::put(client, &keys::node_status(&status.node), &value).await
 }
 
-/// Every node record in etcd, sorted by name. A record that does not parse is an error naming
-/// its key: output built from half the cluster would be wrong.
-pub async fn all_records(client: &mut Client) -> Result<Vec<NodeRecord>> {
-    let mut out = Vec::new();
-    for (key, value) in etcd::get_prefix(client, keys::NODES_PREFIX).await? {
-        let record: NodeRecord = serde_json::from_str(&value)
-            .with_context(|| format!("etcd key {key} is not a node record"))?;
-        out.push(record);
+fn bounded(status: &Status) -> Status {
+    let mut status = status.clone();
+    for step in &mut status.steps {
+        step.detail = bound(&step.detail, MAX_ERROR_BYTES);
+        if let Some(error) = &mut step.error {
+            *error = bound(error, MAX_ERROR_BYTES);
+        }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    status
+}
+
+/// The status stored under `/molten/status/<key_name>`, checked: bounded size, the node it names
+/// is its key's. The error is escaped and bounded, safe to print.
+pub fn parse_status(key_name: &str, value: &[u8]) -> Result<Status, String> {
+    if value.len() > MAX_STATUS_BYTES {
+        return Err(format!(
+            "status is {} bytes, more than {MAX_STATUS_BYTES}",
+            value.len()
+        ));
+    }
+    let status: Status = serde_json::from_slice(value)
+        .map_err(|e| bound(&format!("unreadable status: {e}"), MAX_ERROR_BYTES))?;
+    if status.node != key_name {
+        return Err(format!(
+            "status names node {} under its key's {}",
+            crate::text::quote(&status.node),
+            crate::text::quote(key_name)
+        ));
+    }
+    Ok(status)
+}
+
+/// One key under the node-record prefix: the name its key gives and what the value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// The key's suffix, as stored (untrusted: escape before printing).
+    pub name: String,
+    pub checked: Checked,
+}
+
+/// The rules records are checked against: the node config's when it is given, else flannel's
+/// network config from etcd (the Docker port is then not checked).
+pub async fn rules(
+    client: &mut Client,
+    config: Option<&molten_contract::NodeConfig>,
+) -> Result<Rules> {
+    if let Some(config) = config {
+        return Ok(Rules::from_config(config));
+    }
+    let key = format!("{}/config", molten_contract::FLANNEL_DEFAULT_PREFIX);
+    let flannel = etcd::get(client, &key)
+        .await?
+        .and_then(|entry| Rules::from_flannel_config(&entry.value));
+    Ok(Rules {
+        flannel,
+        docker_port: None,
+    })
+}
+
+/// Every key under the node-record prefix, sorted by name, each checked on its own.
+pub async fn read_records(client: &mut Client, rules: &Rules) -> Result<Vec<RecordEntry>> {
+    let mut out = Vec::new();
+    for (key, value) in etcd::get_prefix_bytes(client, keys::NODES_PREFIX).await? {
+        let name = key[keys::NODES_PREFIX.len()..].to_string();
+        let checked = check_record(&name, &value, rules);
+        out.push(RecordEntry { name, checked });
+    }
     Ok(out)
 }
 
-/// Every status in etcd, by node name; unreadable ones are reported as such.
+/// The valid node records, sorted by name (others are left out: see [`read_records`]).
+pub async fn all_records(client: &mut Client) -> Result<Vec<NodeRecord>> {
+    let rules = rules(client, None).await?;
+    Ok(read_records(client, &rules)
+        .await?
+        .into_iter()
+        .filter_map(|entry| match entry.checked {
+            Checked::Valid(record) => Some(record),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Every status in etcd, by the name its key gives; unreadable ones are reported as such.
 pub async fn all_statuses(client: &mut Client) -> Result<Vec<(String, Result<Status, String>)>> {
     let mut out = Vec::new();
-    for (key, value) in etcd::get_prefix(client, keys::STATUS_PREFIX).await? {
-        let name = key.trim_start_matches(keys::STATUS_PREFIX).to_string();
-        let status = serde_json::from_str(&value).map_err(|e| format!("unreadable status: {e}"));
+    for (key, value) in etcd::get_prefix_bytes(client, keys::STATUS_PREFIX).await? {
+        let name = key[keys::STATUS_PREFIX.len()..].to_string();
+        let status = parse_status(&name, &value);
         out.push((name, status));
     }
     Ok(out)
