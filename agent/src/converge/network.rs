@@ -1,6 +1,6 @@
 //! The `docker-network` step: the BOSH Docker network on this node's flannel subnet.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use ipnet::Ipv4Net;
 use molten_contract::{gateway, NodeConfig};
 
@@ -21,10 +21,23 @@ pub fn docker_host(options: &Options) -> String {
     })
 }
 
+/// Creates or checks the BOSH network on the subnet flannel actually leased to this node
+/// (`subnet.env`), which must be the zone's subnet `subnet`: containers on any other range
+/// would overlap another node's.
 pub async fn ensure(options: &Options, config: &NodeConfig, subnet: Ipv4Net) -> Result<Done> {
     let host = docker_host(options);
     let layout = config.os.layout();
-    let (mtu, mtu_source) = match docker::flannel_mtu(&options.root, &layout) {
+    let lease = docker::flannel_lease(&options.root, &layout)?;
+    if lease.subnet != subnet || lease.gateway != gateway(subnet) {
+        bail!(
+            "flannel leased {} (gateway {}) but zone {}'s subnet is {subnet}; not building the \
+             BOSH network on either (check the flannel step and the subnet reservation)",
+            lease.subnet,
+            lease.gateway,
+            config.node.zone
+        );
+    }
+    let (mtu, mtu_source) = match lease.mtu {
         Some(mtu) => (mtu, "flannel"),
         None => (DEFAULT_FLANNEL_MTU, "default"),
     };

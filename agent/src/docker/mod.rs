@@ -9,8 +9,11 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
 use anyhow::{bail, Context};
 use bollard::Docker;
+use ipnet::Ipv4Net;
 use molten_contract::OsLayout;
 
 pub use network::{ensure_bosh_network, NetworkError, NetworkOutcome};
@@ -53,30 +56,56 @@ pub async fn connect(host: &str, tls: Option<&ClientTls>) -> anyhow::Result<Dock
     Ok(docker)
 }
 
-/// flannel's MTU from `<root>/run/flannel/subnet.env` (`FLANNEL_MTU=1450`), which flanneld
-/// writes once it holds its lease. `None` when the file or the line is missing or malformed;
-/// callers then use [`DEFAULT_FLANNEL_MTU`].
-pub fn flannel_mtu(root: &Path, layout: &OsLayout) -> Option<u32> {
+/// What flanneld wrote in `subnet.env` once it held its lease: the node's subnet (from
+/// `FLANNEL_SUBNET`, the gateway address with the prefix length) and its MTU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlannelLease {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    /// `None` when the line is missing or not an MTU: callers use [`DEFAULT_FLANNEL_MTU`].
+    pub mtu: Option<u32>,
+}
+
+/// Reads `<root>/run/flannel/subnet.env`. Missing file or no usable `FLANNEL_SUBNET`: an error
+/// naming the file, since the BOSH network must sit on the subnet flannel actually routes.
+pub fn flannel_lease(root: &Path, layout: &OsLayout) -> anyhow::Result<FlannelLease> {
     let path = crate::fs::under_root(root, layout.flannel_subnet_env);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(err) => {
-            if err.kind() != ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %err, "cannot read flannel's subnet.env");
-            }
-            return None;
-        }
+        Err(err) if err.kind() == ErrorKind::NotFound => bail!(
+            "{} is missing: flanneld holds no lease yet (is flanneld running?)",
+            path.display()
+        ),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     };
-    let value = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("FLANNEL_MTU="))?;
-    match value.trim().trim_matches('"').parse::<u32>() {
-        Ok(mtu) if (68..=65535).contains(&mtu) => Some(mtu),
-        _ => {
-            tracing::warn!(path = %path.display(), value, "FLANNEL_MTU is not a usable MTU");
-            None
-        }
-    }
+    parse_subnet_env(&text).with_context(|| format!("{} is not usable", path.display()))
+}
+
+/// Parses `subnet.env` text (`KEY=value` lines, values optionally quoted).
+pub fn parse_subnet_env(text: &str) -> anyhow::Result<FlannelLease> {
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            line.trim()
+                .strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"'))
+        })
+    };
+    let subnet_text = value("FLANNEL_SUBNET").context("no FLANNEL_SUBNET line")?;
+    let with_gateway: Ipv4Net = subnet_text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "FLANNEL_SUBNET={} is not an IPv4 address/prefix",
+            crate::text::quote(subnet_text)
+        )
+    })?;
+    let mtu = value("FLANNEL_MTU")
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|mtu| (68..=65535).contains(mtu));
+    Ok(FlannelLease {
+        subnet: with_gateway.trunc(),
+        gateway: with_gateway.addr(),
+        mtu,
+    })
 }
 
 #[cfg(test)]
@@ -84,35 +113,43 @@ mod tests {
     use super::*;
     use molten_contract::OsVariant;
 
-    fn root_with_subnet_env(content: &str) -> tempfile::TempDir {
+    #[test]
+    fn reads_the_lease_flanneld_wrote() {
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("run/flannel");
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("subnet.env"), content).unwrap();
-        root
-    }
-
-    #[test]
-    fn mtu_is_read_from_subnet_env() {
-        let root = root_with_subnet_env(
+        std::fs::create_dir_all(root.path().join("run/flannel")).unwrap();
+        std::fs::write(
+            root.path().join("run/flannel/subnet.env"),
             "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.5.1/24\nFLANNEL_MTU=1410\nFLANNEL_IPMASQ=false\n",
-        );
-        let layout = OsVariant::Debian.layout();
-        assert_eq!(flannel_mtu(root.path(), &layout), Some(1410));
+        )
+        .unwrap();
+        let lease = flannel_lease(root.path(), &OsVariant::Debian.layout()).unwrap();
+        assert_eq!(lease.subnet, "10.1.5.0/24".parse::<Ipv4Net>().unwrap());
+        assert_eq!(lease.gateway, Ipv4Addr::new(10, 1, 5, 1));
+        assert_eq!(lease.mtu, Some(1410));
     }
 
     #[test]
-    fn missing_or_bad_mtu_is_none() {
+    fn a_missing_or_bad_lease_is_an_error_and_a_bad_mtu_is_none() {
         let layout = OsVariant::Flatcar.layout();
         let empty = tempfile::tempdir().unwrap();
-        assert_eq!(flannel_mtu(empty.path(), &layout), None);
-        for content in [
-            "FLANNEL_SUBNET=10.1.5.1/24\n",
-            "FLANNEL_MTU=big\n",
-            "FLANNEL_MTU=0\n",
+        let err = flannel_lease(empty.path(), &layout).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("flanneld holds no lease"),
+            "{err:#}"
+        );
+        for (content, message) in [
+            ("FLANNEL_MTU=1450\n", "no FLANNEL_SUBNET"),
+            ("FLANNEL_SUBNET=10.1.5.1\n", "not an IPv4 address/prefix"),
+            ("FLANNEL_SUBNET=\x1b[2J\n", "\\u{1b}[2J"),
         ] {
-            let root = root_with_subnet_env(content);
-            assert_eq!(flannel_mtu(root.path(), &layout), None, "{content}");
+            let err = parse_subnet_env(content).unwrap_err();
+            assert!(format!("{err:#}").contains(message), "{content}: {err:#}");
+        }
+        for content in [
+            "FLANNEL_SUBNET=10.1.5.1/24\nFLANNEL_MTU=big\n",
+            "FLANNEL_SUBNET=10.1.5.1/24\nFLANNEL_MTU=0\n",
+        ] {
+            assert_eq!(parse_subnet_env(content).unwrap().mtu, None, "{content}");
         }
     }
 

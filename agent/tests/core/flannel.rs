@@ -105,3 +105,31 @@ fn a_different_network_config_is_a_conflict_not_overwritten() {
         other
     );
 }
+
+#[test]
+fn the_bosh_network_follows_flannels_actual_lease_and_a_mismatch_fails_naming_both() {
+    let etcd = EtcdServer::start().unwrap();
+    let (node, sd) = booted_node(1, &etcd.endpoint());
+    // flanneld holds another subnet than zone 1's (a lost reservation, a changed network).
+    node.write_flannel_lease(
+        "FLANNEL_NETWORK=10.213.0.0/16\nFLANNEL_SUBNET=10.213.7.1/24\nFLANNEL_MTU=1450\n",
+    );
+    // No Docker is reachable: the step must fail on the lease before it ever connects.
+    let report = node.converge(Stage::Network, Some("tcp://127.0.0.1:1".into()), &sd);
+    let network = step(&report, "docker-network");
+    assert_eq!(network.state, State::Failed);
+    let error = network.error.as_deref().unwrap();
+    assert!(
+        error.contains("flannel leased 10.213.7.0/24 (gateway 10.213.7.1)")
+            && error.contains("zone 1's subnet is 10.213.2.0/24"),
+        "{error}"
+    );
+
+    std::fs::remove_file(node.path("run/flannel/subnet.env")).unwrap();
+    let report = node.converge(Stage::Network, Some("tcp://127.0.0.1:1".into()), &sd);
+    let error = step(&report, "docker-network").error.clone().unwrap();
+    assert!(
+        error.contains("subnet.env is missing: flanneld holds no lease"),
+        "{error}"
+    );
+}

@@ -55,7 +55,21 @@ impl Node {
         let root = tempfile::tempdir().unwrap();
         let node = Self { root, config };
         node.write_config();
+        let subnet = node.config.subnet().unwrap();
+        node.write_flannel_lease(&format!(
+            "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+            node.config.flannel.network,
+            molten_contract::gateway(subnet),
+            subnet.prefix_len()
+        ));
         node
+    }
+
+    /// Writes `/run/flannel/subnet.env` as flanneld does once it holds its lease.
+    pub fn write_flannel_lease(&self, content: &str) {
+        let path = self.path("run/flannel/subnet.env");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
     }
 
     pub fn write_config(&self) {
