@@ -216,12 +216,13 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
     }
 
     // mc bosh with the operator's Docker client certificate: no node key involved.
+    let rules = mc::records::rules(&mut admin, None).await.unwrap();
     let operator = docker_ca.issue("bosh", &[]).unwrap();
     let pair = mc::pki::Pair {
         cert_pem: operator.cert_pem.clone(),
         key_pem: operator.key_pem.clone(),
     };
-    let inputs = mc::bosh::load_with_client(&mut admin, &docker_ca.cert_pem, pair.clone())
+    let inputs = mc::bosh::load_with_client(&mut admin, &rules, &docker_ca.cert_pem, pair.clone())
         .await
         .unwrap();
     let cpi = mc::bosh::cpi_config(&inputs);
@@ -231,7 +232,7 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
     );
     let first_line = |pem: &str| pem.lines().nth(1).unwrap().to_string();
     assert!(cpi.contains(&first_line(&operator.cert_pem)), "{cpi}");
-    let err = mc::bosh::load_with_client(&mut admin, &etcd_ca.cert_pem, pair)
+    let err = mc::bosh::load_with_client(&mut admin, &rules, &etcd_ca.cert_pem, pair)
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("not the given one"), "{err:#}");

@@ -188,6 +188,13 @@ async fn load_from(
         }
         !twice
     });
+    if zones.is_empty() && !left_out.is_empty() {
+        let reasons: Vec<String> = left_out
+            .iter()
+            .map(|node| format!("{}: {}", node.name, node.reason))
+            .collect();
+        bail!("no usable BOSH node: {}", reasons.join("; "));
+    }
     if zones.is_empty() {
         bail!(
             "no node record with BOSH enabled under {}",

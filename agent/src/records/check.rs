@@ -15,6 +15,8 @@ use crate::text::{bound, quote, MAX_ERROR_BYTES};
 pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 /// Longest node name (a DNS label, as the profile requires).
 const MAX_NAME: usize = 63;
+/// Most certificate summaries a record may carry (a node has five kinds).
+const MAX_CERTIFICATES: usize = 16;
 /// Longest free-text field (cluster name, mc version, timestamps, network name).
 const MAX_FIELD: usize = 128;
 
@@ -120,6 +122,21 @@ fn check_fields(key_name: &str, record: &NodeRecord, rules: &Rules) -> Result<()
     }
     if let Some(network) = &record.bosh_network {
         check_docker_network_name(network)?;
+    }
+    if record.certificates.len() > MAX_CERTIFICATES {
+        return Err(format!(
+            "{} certificates; a node has at most {MAX_CERTIFICATES}",
+            record.certificates.len()
+        ));
+    }
+    for cert in &record.certificates {
+        for (field, value) in [
+            ("certificates.kind", &cert.kind),
+            ("certificates.fingerprint", &cert.fingerprint),
+            ("certificates.not_after", &cert.not_after),
+        ] {
+            check_text(field, value)?;
+        }
     }
     if record.roles.len() > 2 {
         return Err(format!(

@@ -22,6 +22,7 @@ fn record() -> NodeRecord {
         docker_endpoint: "tcp://192.168.56.13:2376".into(),
         ca_fingerprint: "ab".repeat(32),
         server_cert_expiry: "2027-01-01T00:00:00Z".into(),
+        certificates: vec![],
         bosh_network: Some("bosh".into()),
         mc_version: "0.1.0".into(),
     }
