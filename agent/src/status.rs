@@ -83,7 +83,7 @@ pub async fn collect(
     for entry in records::read_records(client, rules).await? {
         match entry.checked {
             Checked::Valid(record) => {
-                records.insert(entry.name, record);
+                records.insert(entry.name, *record);
             }
             Checked::Invalid(reason) => {
                 unusable.insert(entry.name, (Health::Invalid, format!("invalid: {reason}")));

@@ -119,7 +119,7 @@ async fn load_from(
     };
     for entry in records::read_records(client, rules).await? {
         let record = match entry.checked {
-            Checked::Valid(record) => record,
+            Checked::Valid(record) => *record,
             Checked::Invalid(reason) => {
                 leave_out(&entry.name, format!("invalid record: {reason}"));
                 continue;

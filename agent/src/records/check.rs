@@ -52,7 +52,7 @@ impl Rules {
 /// One entry under the node-record prefix, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checked {
-    Valid(NodeRecord),
+    Valid(Box<NodeRecord>),
     /// Written by a newer mc (a record version this build does not read): shown, not judged.
     Newer {
         version: u64,
@@ -100,7 +100,7 @@ fn check(key_name: &str, value: &[u8], rules: &Rules) -> Result<Checked, String>
     let record: NodeRecord =
         serde_json::from_value(json).map_err(|e| format!("not a node record: {e}"))?;
     check_fields(key_name, &record, rules)?;
-    Ok(Checked::Valid(record))
+    Ok(Checked::Valid(Box::new(record)))
 }
 
 fn check_fields(key_name: &str, record: &NodeRecord, rules: &Rules) -> Result<(), String> {

@@ -226,7 +226,7 @@ pub async fn all_records(client: &mut Client) -> Result<Vec<NodeRecord>> {
         .await?
         .into_iter()
         .filter_map(|entry| match entry.checked {
-            Checked::Valid(record) => Some(record),
+            Checked::Valid(record) => Some(*record),
             _ => None,
         })
         .collect())

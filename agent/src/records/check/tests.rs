@@ -45,12 +45,12 @@ fn reason(checked: Checked) -> String {
 
 #[test]
 fn a_consistent_record_is_valid() {
-    assert_eq!(checked(&record()), Checked::Valid(record()));
+    assert_eq!(checked(&record()), Checked::Valid(Box::new(record())));
     // A record of mc before the version field is version 1.
     let mut json: Value = serde_json::to_value(record()).unwrap();
     json.as_object_mut().unwrap().remove("version");
     let old = check_record("node-2", json.to_string().as_bytes(), &rules());
-    assert_eq!(old, Checked::Valid(record()));
+    assert_eq!(old, Checked::Valid(Box::new(record())));
 }
 
 #[test]
