@@ -63,8 +63,10 @@ pub struct IssueClientArgs {
 pub struct ComposeTrustArgs {
     /// Compose with this cluster authority (enrollment, TLS); without DIR the one beside the
     /// profile, created when missing
-    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-    pub authority: Option<PathBuf>,
+    // `Option<Option<_>>`: absent, `--authority` alone, or `--authority DIR`. (A PathBuf parser
+    // refuses the empty default_missing_value that stood in for "alone" before.)
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub authority: Option<Option<PathBuf>>,
     /// How nodes reach the authority's HTTPS listener [default: https://<bundle host>:8443]
     #[arg(long, value_name = "URL", requires = "authority")]
     pub authority_url: Option<String>,
@@ -87,14 +89,13 @@ pub fn trust_input(
     platform: crate::platform::Platform,
     out: &Path,
 ) -> Result<Option<crate::trust::TrustInput>, AuthorityFailure> {
-    let Some(dir) = &args.authority else {
+    let Some(named) = &args.authority else {
         return Ok(None);
     };
-    let implicit = dir.as_os_str().is_empty();
-    let dir = if implicit {
-        super::default_dir(profile, &cluster.name)
-    } else {
-        dir.clone()
+    let implicit = named.is_none();
+    let dir = match named {
+        Some(dir) => dir.clone(),
+        None => super::default_dir(profile, &cluster.name),
     };
     if secure_fs::is_within(&dir, out) || secure_fs::is_within(out, &dir) {
         eprintln!(

@@ -419,3 +419,43 @@ fn the_real_ignition_follows_the_pinned_pointer_over_https() {
     assert_eq!(mode, 0o600);
     assert!(root.join("opt/bin/mc").is_file());
 }
+
+/// `--authority` with no directory (what `scripts/compose` passes): the authority beside the
+/// profile is created on the first compose (0700) and reused by the second, which gives the
+/// same bytes.
+#[test]
+fn a_bare_authority_flag_creates_the_authority_beside_the_profile_once() {
+    let work = tempfile::tempdir().unwrap();
+    // A copy, so the authority is created in the temp dir and not in the repository.
+    let profile = work.path().join("dev.yaml");
+    std::fs::copy(common::repo_root().join("profiles/dev.yaml"), &profile).unwrap();
+    let agent = common::fake_agent(work.path());
+    let compose_to = |out: &Path| {
+        let mut args: Vec<String> = vec![
+            "compose".into(),
+            "--platform".into(),
+            "vagrant".into(),
+            "--profile".into(),
+            profile.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
+        args.extend(common::agent_args(Platform::Vagrant, &agent));
+        args.push("--authority".into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::molten(&args)
+    };
+    let first = compose_to(&work.path().join("a"));
+    assert!(first.status.success(), "{first:?}");
+    assert!(String::from_utf8_lossy(&first.stderr).contains("created the authority"));
+    let dir = profile.parent().unwrap().join("dev.authority");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+
+    let second = compose_to(&work.path().join("b"));
+    assert!(second.status.success(), "{second:?}");
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("created the authority"));
+    let node =
+        |out: &str| std::fs::read(work.path().join(out).join("ignition/core-01.ign")).unwrap();
+    assert_eq!(node("a"), node("b"), "one authority, the same bytes");
+}
