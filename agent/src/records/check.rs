@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 use molten_contract::{FlannelSettings, NodeConfig};
 use serde_json::Value;
 
-use super::{NodeRecord, RECORD_VERSION};
+use super::record::{NodeRecord, RECORD_VERSION};
 use crate::text::{bound, quote, MAX_ERROR_BYTES};
 
 /// A record larger than this is refused unread (a real one is well under 1 KiB).
