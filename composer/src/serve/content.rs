@@ -8,10 +8,8 @@
 //! no longer matches and never reaches a client.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +18,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::beneath::{open_beneath, open_dir};
 use super::manifest::{Manifest, ManifestError, MANIFEST_NAME};
 
 /// Files up to this size are served from memory.
@@ -105,15 +104,6 @@ impl Content {
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|f| f.len).sum()
     }
-}
-
-/// Reads `<dir>/SHA256SUMS` the same way the files are read: no symlink, a regular file.
-pub fn read_manifest_bytes(dir: &Path) -> io::Result<Vec<u8>> {
-    let root = open_dir(dir)?;
-    let file = open_beneath(&root, MANIFEST_NAME)?;
-    let mut bytes = Vec::new();
-    io::Read::read_to_end(&mut &file, &mut bytes)?;
-    Ok(bytes)
 }
 
 fn verify_one(root: &File, rel: &str, expected: &str) -> Result<Verified, String> {
@@ -205,69 +195,6 @@ impl ChunkedFile {
     pub fn is_changed(&self) -> bool {
         self.changed.load(Ordering::Relaxed)
     }
-}
-
-fn open_dir(dir: &Path) -> io::Result<File> {
-    let file = File::open(dir)?;
-    if !file.metadata()?.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a directory",
-        ));
-    }
-    Ok(file)
-}
-
-/// Opens `rel` (`/`-separated, already checked to have no `.`/`..`/empty component) beneath
-/// `root`, one component at a time with `O_NOFOLLOW`, so no symlink on the way is followed even if
-/// the tree changes meanwhile. The result must be a regular file (a FIFO is opened non-blocking so
-/// it cannot hang the check).
-pub fn open_beneath(root: &File, rel: &str) -> io::Result<File> {
-    let components: Vec<&str> = rel.split('/').collect();
-    let mut current: Option<OwnedFd> = None;
-    for (index, component) in components.iter().enumerate() {
-        let last = index + 1 == components.len();
-        let name = CString::new(*component)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-        let mut flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        flags |= if last {
-            libc::O_NONBLOCK
-        } else {
-            libc::O_DIRECTORY
-        };
-        let base = current
-            .as_ref()
-            .map_or(root.as_raw_fd(), |fd| fd.as_raw_fd());
-        // SAFETY: `base` is an open descriptor owned by `root` or `current`, `name` is a valid
-        // NUL-terminated string; the returned descriptor is owned below.
-        let fd = unsafe { libc::openat(base, name.as_ptr(), flags) };
-        if fd < 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ELOOP) => io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{component} is a symlink (refused)"),
-                ),
-                Some(libc::ENOTDIR) if !last => io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{component} is not a directory (a symlink is refused)"),
-                ),
-                _ => err,
-            });
-        }
-        // SAFETY: `fd` was just returned by openat and is owned by nobody else.
-        current = Some(unsafe { OwnedFd::from_raw_fd(fd) });
-    }
-    let file = File::from(
-        current.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))?,
-    );
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    Ok(file)
 }
 
 #[cfg(test)]

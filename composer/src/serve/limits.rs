@@ -85,26 +85,24 @@ impl Limits {
 
 /// Sets RLIMIT_NOFILE's soft limit to its hard limit; returns the soft limit now in force.
 fn raise_nofile_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return None;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current?;
+    match limit.maximum {
+        Some(maximum) if current < maximum => {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
             };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
+            Some(if setrlimit(Resource::Nofile, raised).is_ok() {
+                maximum
+            } else {
+                current
+            })
         }
+        // Already at the hard limit, or the hard limit is unlimited: keep the soft limit.
+        _ => Some(current),
     }
-    Some(limit.rlim_cur)
 }
 
 /// Counts open connections, globally and per client address.

@@ -60,7 +60,7 @@ impl Manifest {
             path: path.clone(),
             source,
         };
-        let bytes = super::content::read_manifest_bytes(dir).map_err(read_error)?;
+        let bytes = super::beneath::read_beneath(dir, MANIFEST_NAME).map_err(read_error)?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|err| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, err)))?;
         let mut entries = BTreeMap::new();

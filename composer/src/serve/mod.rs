@@ -8,6 +8,7 @@
 //! answers load balancers.
 
 mod access_log;
+mod beneath;
 mod content;
 mod handler;
 pub mod limits;
