@@ -64,6 +64,10 @@ fn prepare_root(root: &Path, config: &NodeConfig) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, config.to_json()).unwrap();
     std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    // The network step builds on flanneld's lease, as on a node.
+    let lease = root.join("run/flannel/subnet.env");
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    std::fs::write(lease, fixtures::flannel_subnet_env(config)).unwrap();
 }
 
 fn options(root: &Path, docker: &Dockerd) -> Options {

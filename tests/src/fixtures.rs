@@ -52,3 +52,17 @@ mod tests {
         assert_eq!(config.subnet().unwrap().to_string(), "10.1.4.0/24");
     }
 }
+
+/// The `/run/flannel/subnet.env` flanneld writes once it holds the lease of `config`'s zone
+/// subnet (first host address / prefix, as flanneld does).
+pub fn flannel_subnet_env(config: &NodeConfig) -> String {
+    let subnet = config
+        .subnet()
+        .expect("the fixture's zone has a subnet in its network");
+    format!(
+        "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+        config.flannel.network,
+        molten_contract::gateway(subnet),
+        subnet.prefix_len()
+    )
+}

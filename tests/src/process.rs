@@ -7,11 +7,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; another process may take it before use, so
-/// callers that bind later should retry on "address in use").
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), so the
+/// source ports of the many outgoing connections tests make never land on them.
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A free TCP port on 127.0.0.1, picked at random below the ephemeral range (binding port 0
+/// would give an ephemeral port, which a parallel test's outgoing connection could take before
+/// the caller binds it). Another process may still take it: callers that bind later should
+/// retry on "address in use".
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("failed to bind 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    use std::hash::{BuildHasher, RandomState};
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    let start = RandomState::new().hash_one(std::process::id()) % span;
+    for step in 0..span {
+        let port = TEST_PORTS.start + ((start + step) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port on 127.0.0.1 in {TEST_PORTS:?}")
 }
 
 /// Calls `check` every `poll` until it returns `Ok(Some(value))` or `timeout` passes.

@@ -55,13 +55,7 @@ impl Node {
         let root = tempfile::tempdir().unwrap();
         let node = Self { root, config };
         node.write_config();
-        let subnet = node.config.subnet().unwrap();
-        node.write_flannel_lease(&format!(
-            "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
-            node.config.flannel.network,
-            molten_contract::gateway(subnet),
-            subnet.prefix_len()
-        ));
+        node.write_flannel_lease(&molten_testkit::fixtures::flannel_subnet_env(&node.config));
         node
     }
 
