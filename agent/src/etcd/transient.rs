@@ -21,6 +21,10 @@ const TRANSIENT_TEXTS: &[&str] = &[
     "connection reset",
     "broken pipe",
     "transport error",
+    // hyper's "connection was not ready": the connection died before the request went out
+    // (seen as Cancelled "operation was canceled" when a member vanished mid-session).
+    "connection was not ready",
+    "connection closed",
 ];
 
 /// No answer from an endpoint in time (the connection or status check hung).
@@ -40,11 +44,23 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
         match cause.downcast_ref::<etcd_client::Error>() {
             Some(etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_)) => true,
             Some(etcd_client::Error::GRpcStatus(status)) => {
-                transient_status(status.code().into(), status.message())
+                transient_status(status.code().into(), &status_text(status.message(), status))
             }
             _ => false,
         }
     })
+}
+
+/// A status's message followed by the errors it wraps (the transport's own reason is there).
+fn status_text(message: &str, status: &dyn std::error::Error) -> String {
+    let mut text = message.to_owned();
+    let mut source = status.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Unavailable (no leader, member down, connect error), deadline exceeded and "too many
@@ -96,6 +112,17 @@ mod tests {
             seconds: 5.0,
         };
         assert!(is_transient(&anyhow::Error::from(slow).context("etcd get")));
+    }
+
+    #[test]
+    fn a_cancelled_request_whose_connection_died_is_transient() {
+        // What etcd-client returned when the member behind the session's connection vanished.
+        let mut status = tonic::Status::new(tonic::Code::Cancelled, "operation was canceled");
+        status.set_source(std::sync::Arc::new(std::io::Error::other(
+            "connection was not ready",
+        )));
+        let err = anyhow::Error::from(etcd_client::Error::GRpcStatus(status)).context("etcd put");
+        assert!(is_transient(&err));
     }
 
     #[test]
