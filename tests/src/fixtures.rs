@@ -38,6 +38,20 @@ pub fn node_config(name: &str, zone: u32, ip: Ipv4Addr) -> NodeConfig {
     }
 }
 
+/// The `/run/flannel/subnet.env` flanneld writes once it holds the lease of `config`'s zone
+/// subnet (first host address / prefix, as flanneld does).
+pub fn flannel_subnet_env(config: &NodeConfig) -> String {
+    let subnet = config
+        .subnet()
+        .expect("the fixture's zone has a subnet in its network");
+    format!(
+        "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+        config.flannel.network,
+        molten_contract::gateway(subnet),
+        subnet.prefix_len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,18 +65,4 @@ mod tests {
         // Zone 3 gets 10.1.(3 + 1).0/24: subnet_for_zone never hands out the first /24.
         assert_eq!(config.subnet().unwrap().to_string(), "10.1.4.0/24");
     }
-}
-
-/// The `/run/flannel/subnet.env` flanneld writes once it holds the lease of `config`'s zone
-/// subnet (first host address / prefix, as flanneld does).
-pub fn flannel_subnet_env(config: &NodeConfig) -> String {
-    let subnet = config
-        .subnet()
-        .expect("the fixture's zone has a subnet in its network");
-    format!(
-        "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}/{}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
-        config.flannel.network,
-        molten_contract::gateway(subnet),
-        subnet.prefix_len()
-    )
 }

@@ -9,36 +9,14 @@ use std::time::Duration;
 
 use mc::converge::{converge, Options, Stage, State};
 use mc::etcd::{self, EtcdTls, Retry};
-use mc::systemd::Systemd;
 use molten_contract::{keys, NodeConfig, Role};
 use molten_testkit::etcd::{EtcdServer, ServerTls};
 use molten_testkit::fixtures;
 use molten_testkit::pki::{enroll_for_test, TestCa};
 
+use crate::core::support::IdleSystemd;
+
 /// systemd on a booted node where nothing runs yet.
-struct IdleSystemd;
-
-impl Systemd for IdleSystemd {
-    fn is_running(&self) -> bool {
-        true
-    }
-    fn daemon_reload(&self) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn is_active(&self, _unit: &str) -> anyhow::Result<bool> {
-        Ok(false)
-    }
-    fn restart(&self, _unit: &str) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn start_no_block(&self, _units: &[String]) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
 fn prepare_root(root: &Path, config: &NodeConfig) {
     let path = root.join("etc/molten/node.json");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

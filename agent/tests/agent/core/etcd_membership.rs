@@ -2,32 +2,15 @@
 //! 127.0.0.1: a wiped member re-joins under its name, new members join as learners and are
 //! promoted, members are removed, and removals that would lose quorum are refused.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use mc::converge::{Stage, State};
 use mc::etcd::membership::{self, Member};
-use mc::etcd::{Etcd, Retry};
+use mc::etcd::Etcd;
 use mc::etcd_join::{join, JoinOptions, JoinOutcome};
 use molten_testkit::etcd_cluster::EtcdCluster;
 
 use super::support::*;
-
-const RETRY: Retry = Retry {
-    budget: Duration::from_secs(20),
-    first_backoff: Duration::from_millis(100),
-    max_backoff: Duration::from_secs(1),
-};
-
-/// The node that runs member `name` (its private IP is 127.0.0.1, like the cluster's).
-fn node_for(name: &str) -> Node {
-    Node::new(node_config(
-        name,
-        0,
-        Ipv4Addr::LOCALHOST,
-        "http://127.0.0.1:1",
-    ))
-}
 
 /// `mc etcd-join` for member `name` through the running members' endpoints.
 fn join_member(cluster: &EtcdCluster, node: &Node, name: &str) -> JoinOutcome {
@@ -44,14 +27,14 @@ fn join_member(cluster: &EtcdCluster, node: &Node, name: &str) -> JoinOutcome {
         peer_port: member.peer_port,
         env_file: None,
         data_dir: Some(member.data_dir()),
-        retry: RETRY,
+        retry: MEMBERSHIP_RETRY,
     };
     block_on(join(&options)).unwrap_or_else(|e| panic!("join {name}: {e:#}"))
 }
 
 async fn session(cluster: &EtcdCluster, names: &[&str]) -> Etcd {
     let endpoints: Vec<String> = names.iter().map(|n| cluster.member(n).endpoint()).collect();
-    Etcd::connect(&endpoints, RETRY).await.unwrap()
+    Etcd::connect(&endpoints, MEMBERSHIP_RETRY).await.unwrap()
 }
 
 fn members(cluster: &EtcdCluster, through: &[&str]) -> Vec<Member> {
@@ -93,7 +76,7 @@ fn a_wiped_member_rejoins_under_its_name_with_no_dead_entry_left() {
     cluster.stop("c").unwrap();
     cluster.wipe("c").unwrap();
 
-    let mut node = node_for("c");
+    let mut node = member_node("c");
     let outcome = join_member(&cluster, &node, "c");
     assert!(outcome.added, "{outcome:?}");
     assert_eq!(
@@ -146,7 +129,7 @@ fn the_cluster_grows_to_five_and_shrinks_back_to_three() {
     let mut nodes = Vec::new();
     for name in ["d", "e"] {
         cluster.reserve(name).unwrap();
-        let node = node_for(name);
+        let node = member_node(name);
         join_start_promote(&mut cluster, &node, name, &["a", "b", "c"]);
         nodes.push(node);
     }
@@ -213,7 +196,7 @@ fn removals_that_would_lose_quorum_are_refused_saying_why() {
 fn a_member_of_this_name_that_still_answers_is_not_replaced() {
     let cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
     // c's disk looks empty to this join, but the member named c runs: another machine.
-    let node = node_for("c");
+    let node = member_node("c");
     let member = cluster.member("c");
     let empty = tempfile::tempdir().unwrap();
     let options = JoinOptions {
@@ -223,7 +206,7 @@ fn a_member_of_this_name_that_still_answers_is_not_replaced() {
         peer_port: member.peer_port,
         env_file: None,
         data_dir: Some(empty.path().to_path_buf()),
-        retry: RETRY,
+        retry: MEMBERSHIP_RETRY,
     };
     let err = block_on(join(&options)).unwrap_err().to_string();
     assert!(

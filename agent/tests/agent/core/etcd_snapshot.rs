@@ -3,12 +3,11 @@
 //! stopped, `mc etcd restore` re-forms the cluster from the newest snapshot and the others
 //! re-join it. Prints the figures docs/performance.md quotes (run with --nocapture).
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use mc::etcd::membership;
 use mc::etcd::snapshot::{self, SnapshotRecord};
-use mc::etcd::{Etcd, Retry};
+use mc::etcd::Etcd;
 use mc::etcd_join::{join, JoinOptions};
 use molten_testkit::etcd::ETCDCTL;
 use molten_testkit::etcd_cluster::EtcdCluster;
@@ -17,21 +16,6 @@ use super::support::*;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const KEYS: usize = 2000;
-const RETRY: Retry = Retry {
-    budget: Duration::from_secs(20),
-    first_backoff: Duration::from_millis(100),
-    max_backoff: Duration::from_secs(1),
-};
-
-fn node_for(name: &str) -> Node {
-    Node::new(node_config(
-        name,
-        0,
-        Ipv4Addr::LOCALHOST,
-        "http://127.0.0.1:1",
-    ))
-}
-
 fn key_count(endpoint: &str) -> usize {
     block_on(async {
         let mut client = etcd_client(endpoint).await;
@@ -56,7 +40,7 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
                 .unwrap();
         }
     });
-    let node_a = node_for("a");
+    let node_a = member_node("a");
     let root_a = node_a.root.path().to_str().unwrap().to_string();
     let dir = node_a.path("/var/lib/molten/etcd-snapshots");
 
@@ -148,7 +132,7 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
 
     // b and c come back with empty disks and join the restored member.
     for name in ["b", "c"] {
-        let node = node_for(name);
+        let node = member_node(name);
         let member = cluster.member(name);
         let outcome = block_on(join(&JoinOptions {
             root: node.root.path().to_path_buf(),
@@ -157,7 +141,7 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
             peer_port: member.peer_port,
             env_file: None,
             data_dir: Some(member.data_dir()),
-            retry: RETRY,
+            retry: MEMBERSHIP_RETRY,
         }))
         .unwrap_or_else(|e| panic!("join {name}: {e:#}"));
         assert!(outcome.added, "{outcome:?}");
@@ -165,7 +149,7 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
             .start_existing(name, &outcome.initial_cluster)
             .unwrap();
         block_on(async {
-            let mut etcd = Etcd::connect(&[cluster.member("a").endpoint()], RETRY)
+            let mut etcd = Etcd::connect(&[cluster.member("a").endpoint()], MEMBERSHIP_RETRY)
                 .await
                 .unwrap();
             assert!(
@@ -177,7 +161,7 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
     }
     let all_ok = started.elapsed();
     let members = block_on(async {
-        let mut etcd = Etcd::connect(&[cluster.member("a").endpoint()], RETRY)
+        let mut etcd = Etcd::connect(&[cluster.member("a").endpoint()], MEMBERSHIP_RETRY)
             .await
             .unwrap();
         membership::list(&mut etcd).await.unwrap()

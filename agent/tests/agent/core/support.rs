@@ -114,6 +114,48 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The retry budget of the etcd membership and snapshot tests (clusters form and re-form).
+pub const MEMBERSHIP_RETRY: mc::etcd::Retry = mc::etcd::Retry {
+    budget: std::time::Duration::from_secs(20),
+    first_backoff: std::time::Duration::from_millis(100),
+    max_backoff: std::time::Duration::from_secs(1),
+};
+
+/// The node that runs etcd member `name` of a testkit cluster (its private IP is 127.0.0.1,
+/// like the cluster's).
+pub fn member_node(name: &str) -> Node {
+    Node::new(node_config(
+        name,
+        0,
+        std::net::Ipv4Addr::LOCALHOST,
+        "http://127.0.0.1:1",
+    ))
+}
+
+/// A running systemd with nothing active: converge writes its files, restarts nothing.
+pub struct IdleSystemd;
+
+impl Systemd for IdleSystemd {
+    fn is_running(&self) -> bool {
+        true
+    }
+    fn daemon_reload(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn is_active(&self, _unit: &str) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    fn restart(&self, _unit: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn queued_start_jobs(&self) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn start_no_block(&self, _units: &[String]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
 /// A systemd that records calls; every unit counts as active.
 #[derive(Default)]
 pub struct RecordingSystemd {
