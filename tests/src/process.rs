@@ -241,7 +241,15 @@ mod tests {
 
     #[test]
     fn free_ports_are_bindable() {
+        // Right after free_port's probe socket closes, a child another test thread is spawning
+        // can still hold a copy of it until its exec (the fork window): callers retry, as here.
         let port = free_port().unwrap();
-        TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let bound = wait_until(
+            "the port to bind",
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+            || Ok(TcpListener::bind(("127.0.0.1", port)).ok()),
+        );
+        assert!(bound.is_ok(), "port {port}: {bound:?}");
     }
 }
