@@ -58,7 +58,7 @@ impl Ca {
 
     /// Loads a CA from PEM, checking that the key belongs to the certificate.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
-        let cert_der = super::pem::pem_to_der(cert_pem).context("the CA certificate")?;
+        let cert_der = crate::identity::pem_to_der(cert_pem).context("the CA certificate")?;
         let key = KeyPair::from_pem(key_pem).context("the CA key is not a valid PEM key")?;
         let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
             .map_err(|e| anyhow::anyhow!("the CA certificate does not parse: {e}"))?;

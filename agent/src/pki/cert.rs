@@ -94,7 +94,7 @@ pub fn renewal_reason(pair: &Pair, ca: &Ca, kind: &Kind, now: OffsetDateTime) ->
 }
 
 fn check(pair: &Pair, ca: &Ca, kind: &Kind, now: OffsetDateTime) -> Result<()> {
-    let der = super::pem::pem_to_der(&pair.cert_pem)?;
+    let der = crate::identity::pem_to_der(&pair.cert_pem)?;
     let (_, cert) =
         X509Certificate::from_der(&der).map_err(|e| anyhow!("certificate does not parse: {e}"))?;
     let key = KeyPair::from_pem(&pair.key_pem).context("key does not parse")?;
@@ -167,7 +167,7 @@ fn join(set: &BTreeSet<String>) -> String {
 
 /// The SANs of a PEM certificate as strings (IPs and DNS names).
 pub fn san_strings(cert_pem: &str) -> Result<BTreeSet<String>> {
-    let der = super::pem::pem_to_der(cert_pem)?;
+    let der = crate::identity::pem_to_der(cert_pem)?;
     let (_, cert) =
         X509Certificate::from_der(&der).map_err(|e| anyhow!("certificate does not parse: {e}"))?;
     sans(&cert)
@@ -175,7 +175,7 @@ pub fn san_strings(cert_pem: &str) -> Result<BTreeSet<String>> {
 
 /// The certificate's expiry.
 pub fn not_after(cert_pem: &str) -> Result<OffsetDateTime> {
-    let der = super::pem::pem_to_der(cert_pem)?;
+    let der = crate::identity::pem_to_der(cert_pem)?;
     let (_, cert) =
         X509Certificate::from_der(&der).map_err(|e| anyhow!("certificate does not parse: {e}"))?;
     Ok(cert.validity().not_after.to_datetime())

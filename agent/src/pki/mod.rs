@@ -3,7 +3,6 @@
 
 pub mod ca;
 pub mod cert;
-mod pem;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -18,7 +17,8 @@ use crate::fs::{under_root, write_if_changed, MODE_PUBLIC, MODE_SECRET};
 use crate::outcome::{Done, State};
 pub use ca::Ca;
 pub use cert::{Kind, Pair};
-pub use pem::pem_to_der;
+// One PEM reader for the whole agent: the identity module's (this module goes once trust is required).
+pub use crate::identity::pem_to_der;
 
 /// File names inside the TLS directory (`OsLayout::tls_dir`).
 pub const CA_FILE: &str = "ca.pem";
