@@ -84,13 +84,12 @@ pub fn mc_enroll_unit(layout: &OsLayout) -> String {
          After=time-sync.target network-online.target\n\
          Wants=network-online.target\n\
          Before={etcd} {flannel} {agent}\n\
-         StartLimitIntervalSec=0\n\
+         {NO_START_LIMIT}\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
          ExecStart={mc} enroll\n\
-         Restart=on-failure\n\
-         RestartSec=15\n\
+         {RESTART_ON_FAILURE}\
          [Install]\n\
          WantedBy=multi-user.target\n",
         etcd = layout.etcd_unit,
