@@ -1,19 +1,14 @@
 //! The etcd key layout molten owns (etcd v3 API). flannel's keys are in [`crate::FlannelSettings`].
+//! No key holds key material: nodes keep their keys on their own disk, the CAs stay with the
+//! operator's authority.
 
 /// Everything molten writes lives under this prefix.
 pub const ROOT: &str = "/molten";
-
-/// The cluster CA: certificate (PEM). Created once, by whichever agent wins the transaction.
-pub const CA_CERT: &str = "/molten/ca/cert";
-/// The cluster CA's private key (PEM). Readable by anyone with etcd access: protect etcd.
-pub const CA_KEY: &str = "/molten/ca/key";
 
 /// Prefix of node records.
 pub const NODES_PREFIX: &str = "/molten/nodes/";
 /// Prefix of converge results.
 pub const STATUS_PREFIX: &str = "/molten/status/";
-/// Prefix of per-node Docker TLS material (certificates and keys), see [`node_tls`].
-pub const TLS_PREFIX: &str = "/molten/tls/";
 
 /// Prefix of the last etcd snapshot each member took (`mc etcd snapshot`), see [`etcd_snapshot`].
 pub const SNAPSHOTS_PREFIX: &str = "/molten/etcd-snapshots/";
@@ -34,27 +29,15 @@ pub fn node_status(name: &str) -> String {
     format!("{STATUS_PREFIX}{name}")
 }
 
-/// `/molten/tls/<name>/<item>`: a node's Docker TLS material, e.g. `server-cert`, `client-key`.
-pub fn node_tls(name: &str, item: &str) -> String {
-    format!("{TLS_PREFIX}{name}/{item}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn node_keys_live_under_the_root() {
-        for key in [
-            node_record("n0"),
-            node_status("n0"),
-            node_tls("n0", "server-cert"),
-            CA_CERT.to_string(),
-            CA_KEY.to_string(),
-        ] {
+        for key in [node_record("n0"), node_status("n0"), etcd_snapshot("n0")] {
             assert!(key.starts_with(ROOT), "{key}");
         }
         assert_eq!(node_record("n0"), "/molten/nodes/n0");
-        assert_eq!(node_tls("n0", "client-key"), "/molten/tls/n0/client-key");
     }
 }

@@ -39,6 +39,9 @@ pub struct OsLayout {
     pub tls_dir: &'static str,
     /// The file flanneld writes once it holds its lease.
     pub flannel_subnet_env: &'static str,
+    /// A second copy of the etcd CA that `mc` installs, for containerised etcd and flanneld
+    /// (Flatcar's wrappers mount only `/var/lib/molten` at `/etc/ssl/certs`).
+    pub etcd_ca_copy: Option<&'static str>,
 }
 
 const COMMON: OsLayout = OsLayout {
@@ -52,6 +55,7 @@ const COMMON: OsLayout = OsLayout {
     unit_dir: "/etc/systemd/system",
     tls_dir: "/etc/molten/tls",
     flannel_subnet_env: "/run/flannel/subnet.env",
+    etcd_ca_copy: Some("/var/lib/molten/etcd-ca.pem"),
 };
 
 pub(crate) fn for_os(os: OsVariant) -> OsLayout {
@@ -59,6 +63,7 @@ pub(crate) fn for_os(os: OsVariant) -> OsLayout {
         OsVariant::Flatcar => COMMON,
         OsVariant::Debian => OsLayout {
             etcd_unit: "etcd.service",
+            etcd_ca_copy: None,
             ..COMMON
         },
     }
@@ -74,9 +79,12 @@ mod tests {
         let debian = OsVariant::Debian.layout();
         assert_eq!(flatcar.etcd_unit, "etcd-member.service");
         assert_eq!(debian.etcd_unit, "etcd.service");
+        assert_eq!(flatcar.etcd_ca_copy, Some("/var/lib/molten/etcd-ca.pem"));
+        assert_eq!(debian.etcd_ca_copy, None);
         assert_eq!(
             OsLayout {
                 etcd_unit: flatcar.etcd_unit,
+                etcd_ca_copy: flatcar.etcd_ca_copy,
                 ..debian
             },
             flatcar

@@ -29,10 +29,12 @@ pub use trust::TrustSettings;
 pub const NODE_CONFIG_PATH: &str = "/etc/molten/node.json";
 
 /// The node-config format version this build writes and reads.
-pub const NODE_CONFIG_VERSION: u32 = 1;
+/// Version 2 made `trust` required: every node enrolls with a cluster authority.
+pub const NODE_CONFIG_VERSION: u32 = 2;
 
 /// Everything the agent needs to know about its node and cluster. Written by the composer, read
-/// by the agent; never contains a secret (keys are created by the agent and kept in etcd).
+/// by the agent; never contains a secret (the node creates its keys and keeps them on its own
+/// disk; its enrollment token is a separate file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
@@ -46,10 +48,8 @@ pub struct NodeConfig {
     pub flannel: FlannelSettings,
     pub docker: DockerSettings,
     pub bosh: BoshSettings,
-    /// The cluster authority and the node's TLS identity ([`trust`]). Absent only in configs
-    /// composed without an authority; the compose wiring makes it required (version 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust: Option<TrustSettings>,
+    /// The cluster authority and the node's TLS identity ([`trust`]).
+    pub trust: TrustSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,13 +122,20 @@ pub enum NodeConfigError {
     },
     #[error("{path} has node-config version {found}; this mc reads version {NODE_CONFIG_VERSION}")]
     Version { path: String, found: u32 },
+    #[error(
+        "{path} has node-config version 1, which predates the cluster authority: this node has \
+         no trust section (etcd without TLS, keys in etcd). Recompose it with an authority \
+         (`molten compose`, see docs/security.md) and reprovision it; this mc reads version \
+         {NODE_CONFIG_VERSION}"
+    )]
+    BeforeAuthority { path: String },
 }
 
 impl NodeConfig {
     /// Parses and checks a node config; `origin` names the source in errors.
     ///
     /// The version is read first, on its own: a config of another version is reported as that
-    /// ("version 2; this mc reads version 1"), not as whatever field it added being unknown.
+    /// ("version 3; this mc reads version 2"), not as whatever field it added being unknown.
     pub fn from_json(origin: &str, text: &str) -> Result<Self, NodeConfigError> {
         let parse_error = |source| NodeConfigError::Parse {
             path: origin.to_string(),
@@ -140,6 +147,11 @@ impl NodeConfig {
             version: u32,
         }
         let Versioned { version } = serde_json::from_str(text).map_err(parse_error)?;
+        if version == 1 {
+            return Err(NodeConfigError::BeforeAuthority {
+                path: origin.to_string(),
+            });
+        }
         if version != NODE_CONFIG_VERSION {
             return Err(NodeConfigError::Version {
                 path: origin.to_string(),
@@ -182,6 +194,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn sample() -> NodeConfig {
+        let ip = |text: &str| trust::SubjectAltName::Ip(text.parse().unwrap());
         NodeConfig {
             version: NODE_CONFIG_VERSION,
             cluster: "dev".into(),
@@ -195,7 +208,7 @@ mod tests {
                 },
             },
             etcd: EtcdSettings {
-                endpoints: vec!["http://10.0.0.10:2379".into()],
+                endpoints: vec!["https://10.0.0.10:2379".into()],
             },
             flannel: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),
             docker: DockerSettings {
@@ -206,7 +219,20 @@ mod tests {
                 enabled: true,
                 network_name: "bosh".into(),
             },
-            trust: None,
+            trust: TrustSettings {
+                authority_url: "https://10.0.0.1:8443".into(),
+                authority_ca: "CA PEM".into(),
+                etcd_ca: "ETCD PEM".into(),
+                docker_ca: "DOCKER PEM".into(),
+                identity: trust::NodeTlsIdentity {
+                    etcd_peer_sans: vec![ip("10.0.0.10")],
+                    etcd_server_sans: vec![ip("10.0.0.10"), ip("127.0.0.1")],
+                    etcd_client_cn: "node-0".into(),
+                    docker_server_sans: vec![ip("10.0.0.10")],
+                },
+                roster: vec!["node-0".into(), "node-1".into()],
+                state_dir: trust::DEFAULT_STATE_DIR.into(),
+            },
         }
     }
 
@@ -216,48 +242,50 @@ mod tests {
         let text = config.to_json();
         assert_eq!(NodeConfig::from_json("t", &text).unwrap(), config);
         assert!(text.ends_with("}\n"));
+        assert!(text.contains("\"etcd_client_cn\": \"node-0\""), "{text}");
     }
 
     #[test]
-    fn trust_section_round_trips() {
-        let mut config = sample();
-        let ip = |text: &str| trust::SubjectAltName::Ip(text.parse().unwrap());
-        config.trust = Some(TrustSettings {
-            authority_url: "https://10.0.0.1:8443".into(),
-            authority_ca: "CA PEM".into(),
-            etcd_ca: "ETCD PEM".into(),
-            docker_ca: "DOCKER PEM".into(),
-            identity: trust::NodeTlsIdentity {
-                etcd_peer_sans: vec![ip("10.0.0.10")],
-                etcd_server_sans: vec![ip("10.0.0.10"), ip("127.0.0.1")],
-                etcd_client_cn: "node-0".into(),
-                docker_server_sans: vec![ip("10.0.0.10")],
-            },
-            roster: vec!["node-0".into(), "node-1".into()],
-            state_dir: trust::DEFAULT_STATE_DIR.into(),
-        });
-        let text = config.to_json();
-        assert!(text.contains("\"etcd_client_cn\": \"node-0\""), "{text}");
-        assert_eq!(NodeConfig::from_json("t", &text).unwrap(), config);
-        assert!(!sample().to_json().contains("trust"));
+    fn the_trust_section_is_required() {
+        let mut value: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        value.as_object_mut().unwrap().remove("trust");
+        let err = NodeConfig::from_json("node.json", &value.to_string()).unwrap_err();
+        assert!(err.to_string().contains("missing field `trust`"), "{err}");
+    }
+
+    #[test]
+    fn a_config_from_before_the_authority_says_to_recompose() {
+        let mut value: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        value["version"] = 1.into();
+        value.as_object_mut().unwrap().remove("trust");
+        let err = NodeConfig::from_json("node.json", &value.to_string()).unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "node.json has node-config version 1",
+            "predates the cluster authority",
+            "Recompose it with an authority",
+            "this mc reads version 2",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in {text}");
+        }
     }
 
     #[test]
     fn rejects_other_versions() {
         let text = sample()
             .to_json()
-            .replace("\"version\": 1", "\"version\": 2");
+            .replace("\"version\": 2", "\"version\": 3");
         let err = NodeConfig::from_json("node.json", &text).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "node.json has node-config version 2; this mc reads version 1"
+            "node.json has node-config version 3; this mc reads version 2"
         );
         // A newer config also adds fields: the version is what the error names.
         let newer = text.replacen('{', "{\"enrollment_window\": 3600, ", 1);
         let err = NodeConfig::from_json("node.json", &newer).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "node.json has node-config version 2; this mc reads version 1"
+            "node.json has node-config version 3; this mc reads version 2"
         );
         let missing = NodeConfig::from_json("node.json", "{}").unwrap_err();
         assert!(

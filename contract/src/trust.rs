@@ -207,11 +207,14 @@ pub struct EnrollAnswer {
     pub not_after: String,
 }
 
-/// `GET /v1/roster`: the enrolled nodes, sorted.
+/// `GET /v1/roster`: the enrolled nodes, and the nodes whose credentials the operator revoked
+/// (members delete their etcd users), each sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Roster {
     pub nodes: Vec<String>,
+    #[serde(default)]
+    pub revoked: Vec<String>,
 }
 
 /// Any 4xx/5xx answer from the authority.
@@ -238,6 +241,8 @@ pub enum RefusalKind {
     NotAuthenticated,
     /// The authority failed (its state could not be written); nothing was issued.
     Internal,
+    /// The operator revoked the node (`molten authority revoke`, or it left the profile).
+    NodeRevoked,
 }
 
 impl RefusalKind {
@@ -250,6 +255,7 @@ impl RefusalKind {
             RefusalKind::BadRequest => "bad-request",
             RefusalKind::NotAuthenticated => "not-authenticated",
             RefusalKind::Internal => "internal",
+            RefusalKind::NodeRevoked => "node-revoked",
         }
     }
 
@@ -257,7 +263,7 @@ impl RefusalKind {
     pub fn http_status(self) -> u16 {
         match self {
             RefusalKind::TokenReused => 409,
-            RefusalKind::TokenExpired | RefusalKind::TokenInvalid => 403,
+            RefusalKind::TokenExpired | RefusalKind::TokenInvalid | RefusalKind::NodeRevoked => 403,
             RefusalKind::UnknownNode => 404,
             RefusalKind::BadRequest => 400,
             RefusalKind::NotAuthenticated => 401,
