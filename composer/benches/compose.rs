@@ -100,20 +100,23 @@ fn bench(c: &mut Criterion) {
     for platform in Platform::ALL {
         let cluster = load(&inputs, &agent, platform);
         assert_eq!(cluster.nodes.len(), NODES);
+        // Every compose registers its nodes with an authority (a throwaway one here).
+        let served = platform.target().served_base_url(&cluster).unwrap();
+        let authority = molten::trust::scratch_input(&cluster, served.as_deref()).unwrap();
         // The profile stage alone, for attribution.
         group.bench_function(format!("{platform}/load_profile"), |b| {
             b.iter(|| load(&inputs, &agent, platform))
         });
         // The output stages in memory: node configs, Ignition, platform files, SHA256SUMS.
         group.bench_function(format!("{platform}/compose_in_memory"), |b| {
-            b.iter(|| compose(&cluster, platform).unwrap())
+            b.iter(|| compose(&cluster, platform, &authority.input).unwrap())
         });
         // What `molten compose` does: load, compose, write the bundle (synced, renamed).
         let out = work.path().join(format!("out-{platform}"));
         group.bench_function(format!("{platform}/load_compose_write"), |b| {
             b.iter(|| {
                 let cluster = load(&inputs, &agent, platform);
-                let composed = compose(&cluster, platform).unwrap();
+                let composed = compose(&cluster, platform, &authority.input).unwrap();
                 molten::output::write_bundle(&composed.bundle, &out).unwrap();
             })
         });

@@ -34,14 +34,20 @@ fn main() {
         })
         .collect();
     let fixture = Fixture::new(&nodes);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_molten"));
+    // A panic below must not leave the server running (it would hold the caller's files open).
+    molten_testkit::process::die_with_parent(&mut command);
+    let child = command
         .args(["serve", "--authority"])
         .arg(fixture.dir())
         .args(["--tls-listen", "127.0.0.1:0"])
+        // The 100 "nodes" all come from 127.0.0.1; the per-client cap (64) is for real clients.
+        .args(["--max-connections-per-client", "128"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("molten serve starts");
-    let stderr = child.stderr.take().unwrap();
+    let mut server = molten_testkit::ChildGuard::new("molten serve", child);
+    let stderr = server.take_stderr().expect("stderr is piped");
     let mut lines = std::io::BufReader::new(stderr).lines();
     let first = lines.next().unwrap().unwrap();
     let addr: SocketAddr = first
@@ -94,9 +100,7 @@ fn main() {
         });
         times.push(elapsed);
     }
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    child.wait().unwrap();
+    server.stop().expect("molten serve stops on SIGTERM");
     let logged = drain.join().unwrap();
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

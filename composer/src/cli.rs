@@ -215,6 +215,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections_per_client: u64,
+    /// MiB of large files served from memory as verified; larger bundles are re-checked chunk
+    /// by chunk at every request
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub memory_budget: u64,
 }
 
 impl ServeArgs {
@@ -227,6 +231,7 @@ impl ServeArgs {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             max_connections_per_client: usize::try_from(self.max_connections_per_client)
                 .unwrap_or(usize::MAX),
+            memory_budget: self.memory_budget.saturating_mul(1 << 20),
         }
     }
 }
@@ -342,7 +347,7 @@ fn run_compose(args: &ComposeArgs) -> Result<(), Failure> {
             Failure::Failed
         }
     })?;
-    let composition = crate::compose::compose_with(&loaded.cluster, args.platform, trust.as_ref())
+    let composition = compose(&loaded.cluster, args.platform, &trust)
         .map_err(|err| report_compose_error(&err, &args.profile.profile))?;
     write_bundle(&composition.bundle, &dest).map_err(|err| {
         eprintln!("error: {err:#}");
@@ -363,8 +368,18 @@ fn run_validate(args: &ValidateArgs) -> Result<(), Failure> {
     )?;
     let loaded = &checked.loaded;
     if let Some(platform) = args.platform {
-        // In memory only: an unset agent is a placeholder here, never written.
-        if let Err(err) = compose(&loaded.cluster, platform) {
+        // Nothing is written: an unset agent is a placeholder here, and the nodes register with
+        // a throwaway authority in a private temporary directory (the real one is not touched).
+        let served = platform
+            .target()
+            .served_base_url(&loaded.cluster)
+            .map_err(|err| report_compose_error(&err, &args.profile.profile))?;
+        let scratch =
+            crate::trust::scratch_input(&loaded.cluster, served.as_deref()).map_err(|err| {
+                eprintln!("error: {err:#}");
+                Failure::Failed
+            })?;
+        if let Err(err) = compose(&loaded.cluster, platform, &scratch.input) {
             return Err(report_compose_error(&err, &args.profile.profile));
         }
     }

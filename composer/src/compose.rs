@@ -16,43 +16,29 @@ pub struct Composition {
     pub ignition_sizes: Vec<(String, usize)>,
 }
 
-/// Composes `cluster` for `platform`: per-node Ignition, the platform's files, the agent binary
-/// where the bundle serves it, and `SHA256SUMS`. Without an authority: no `trust` section, etcd
-/// over plain HTTP (kept until every path composes with one).
-pub fn compose(cluster: &Cluster, platform: Platform) -> Result<Composition, ComposeError> {
-    compose_with(cluster, platform, None)
-}
-
-/// [`compose`] with an authority: every node is registered with it, gets its `trust` section and
-/// its own token, and etcd, flanneld and the pointer configs use TLS.
-pub fn compose_with(
+/// Composes `cluster` for `platform` with its authority: every node is registered with it and
+/// gets its `trust` section and its own token; etcd, flanneld and the pointer configs use TLS.
+/// Then the platform's files, the agent binary where the bundle serves it, and `SHA256SUMS`.
+pub fn compose(
     cluster: &Cluster,
     platform: Platform,
-    trust: Option<&TrustInput>,
+    trust: &TrustInput,
 ) -> Result<Composition, ComposeError> {
     let target = platform.target();
     let delivery = target.delivery(cluster)?;
     let mut bundle = Bundle::default();
     let mut plans = Vec::with_capacity(cluster.nodes.len());
     for node in &cluster.nodes {
-        let plan = target.plan_node(cluster, node, &delivery)?;
-        plans.push(if trust.is_some() {
-            plan.with_tls()
-        } else {
-            plan
-        });
+        plans.push(target.plan_node(cluster, node, &delivery)?);
     }
-    let composed_trust = match trust {
-        Some(input) => {
-            let pairs: Vec<_> = cluster.nodes.iter().zip(plans.iter()).collect();
-            Some(crate::trust::prepare(cluster, &pairs, input)?)
-        }
-        None => None,
-    };
+    let pairs: Vec<_> = cluster.nodes.iter().zip(plans.iter()).collect();
+    let composed_trust = crate::trust::prepare(cluster, &pairs, trust)?;
     let mut nodes = Vec::with_capacity(cluster.nodes.len());
     for (node, plan) in cluster.nodes.iter().zip(&plans) {
-        let node_trust = composed_trust.as_ref().and_then(|t| t.node(&node.name));
-        let built = ignition::node_ignition(cluster, node, plan, node_trust.as_ref())?;
+        let node_trust = composed_trust.node(&node.name).ok_or_else(|| {
+            ComposeError::Internal(format!("node {} was not registered", node.name))
+        })?;
+        let built = ignition::node_ignition(cluster, node, plan, &node_trust)?;
         let json = ignition::to_json(&built.config);
         bundle.add(
             &target.ignition_path(node),
@@ -62,10 +48,10 @@ pub fn compose_with(
         nodes.push(ComposedNode {
             node,
             ignition: json,
-            pinned: composed_trust.as_ref().map(|t| Pinned {
-                base_url: t.authority_url.clone(),
-                ca_pem: t.authority_ca.clone(),
-            }),
+            pinned: Pinned {
+                base_url: composed_trust.authority_url.clone(),
+                ca_pem: composed_trust.authority_ca.clone(),
+            },
         });
     }
     target.render(cluster, &nodes, &mut bundle)?;

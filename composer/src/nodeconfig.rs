@@ -10,7 +10,7 @@ pub fn node_config(
     cluster: &Cluster,
     node: &Node,
     plan: &NodePlan,
-    trust: Option<&TrustSettings>,
+    trust: &TrustSettings,
 ) -> NodeConfig {
     NodeConfig {
         version: NODE_CONFIG_VERSION,
@@ -28,6 +28,6 @@ pub fn node_config(
         flannel: cluster.flannel.settings.clone(),
         docker: cluster.docker.clone(),
         bosh: cluster.bosh.clone(),
-        trust: trust.cloned(),
+        trust: trust.clone(),
     }
 }

@@ -78,39 +78,13 @@ pub struct NodePlan {
     pub delivery: Delivery,
 }
 
-impl NodePlan {
-    /// The same plan with every etcd URL on `https://` (composing with an authority).
-    pub fn with_tls(mut self) -> NodePlan {
-        let tls = |url: &str| url.replace("http://", "https://");
-        self.etcd_endpoints = self.etcd_endpoints.iter().map(|u| tls(u)).collect();
-        self.etcd = match self.etcd {
-            EtcdPlan::Static {
-                ip,
-                initial_cluster,
-            } => EtcdPlan::Static {
-                ip,
-                initial_cluster: tls(&initial_cluster),
-            },
-            EtcdPlan::AtBoot {
-                metadata,
-                join_through,
-            } => EtcdPlan::AtBoot {
-                metadata,
-                join_through: join_through.map(|u| tls(&u)),
-            },
-            EtcdPlan::NotMember => EtcdPlan::NotMember,
-        };
-        self
-    }
-}
-
-/// `http://<host>:<port>`: an etcd client or peer URL.
+/// `https://<host>:<port>`: an etcd client or peer URL (etcd takes only mutual TLS).
 pub fn etcd_url(host: impl std::fmt::Display, port: u16) -> String {
-    format!("http://{host}:{port}")
+    format!("https://{host}:{port}")
 }
 
 /// The plan of a node whose address is the profile's (every platform but those that assign
-/// addresses at boot): every etcd member at `http://<ip>:<client port>`, a static initial cluster.
+/// addresses at boot): every etcd member at `https://<ip>:<client port>`, a static initial cluster.
 pub fn static_plan(
     cluster: &Cluster,
     node: &Node,
@@ -198,9 +172,9 @@ mod tests {
         assert_eq!(
             worker.etcd_endpoints,
             [
-                "http://10.0.0.10:2379",
-                "http://10.0.0.11:2379",
-                "http://10.0.0.12:2379"
+                "https://10.0.0.10:2379",
+                "https://10.0.0.11:2379",
+                "https://10.0.0.12:2379"
             ]
         );
         assert_eq!(
@@ -215,8 +189,8 @@ mod tests {
             member.etcd,
             EtcdPlan::Static {
                 ip: "10.0.0.11".parse().unwrap(),
-                initial_cluster: "node-0=http://10.0.0.10:2380,node-1=http://10.0.0.11:2380,\
-                                  node-2=http://10.0.0.12:2380"
+                initial_cluster: "node-0=https://10.0.0.10:2380,node-1=https://10.0.0.11:2380,\
+                                  node-2=https://10.0.0.12:2380"
                     .into(),
             }
         );

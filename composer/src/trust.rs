@@ -145,6 +145,38 @@ pub fn prepare(
     })
 }
 
+/// A throwaway authority in a private temporary directory (removed on drop), for composing in
+/// memory (`molten validate --platform`, tests): nothing of it reaches a node.
+pub struct ScratchAuthority {
+    pub input: TrustInput,
+    _dir: tempfile::TempDir,
+}
+
+/// A [`ScratchAuthority`] for `cluster`, its nodes reaching it beside the bundle served at
+/// `served_base_url` (`https://<host>:8443`; `https://127.0.0.1:8443` where nothing is served).
+pub fn scratch_input(
+    cluster: &Cluster,
+    served_base_url: Option<&str>,
+) -> anyhow::Result<ScratchAuthority> {
+    let authority_url = served_base_url
+        .and_then(default_authority_url)
+        .unwrap_or_else(|| format!("https://127.0.0.1:{DEFAULT_AUTHORITY_PORT}"));
+    let dir = tempfile::Builder::new()
+        .prefix("molten-validate-")
+        .tempdir()?;
+    let now = time::OffsetDateTime::now_utc();
+    let authority = Authority::init(&dir.path().join("authority"), &cluster.name, now)?;
+    Ok(ScratchAuthority {
+        input: TrustInput {
+            authority,
+            authority_url,
+            token_ttl: time::Duration::hours(24),
+            now,
+        },
+        _dir: dir,
+    })
+}
+
 /// The host of an `https://host:port[/...]` URL.
 pub fn url_host(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://")?;

@@ -22,6 +22,31 @@ pub enum AuthorityCommand {
     Init(InitArgs),
     /// Issue a Docker client certificate (BOSH, operator), optionally an etcd root one
     IssueClient(IssueClientArgs),
+    /// Revoke a node: nothing is signed for it any more, members delete its etcd user
+    Revoke(RevokeArgs),
+    /// Let the next compose provision a revoked node again (with a new token)
+    Readmit(ReadmitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub at: DirArgs,
+    /// The node to revoke
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Why (kept in the authority, shown to whoever asks for the node)
+    #[arg(long, value_name = "TEXT", default_value = "revoked by the operator")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadmitArgs {
+    #[command(flatten)]
+    pub at: DirArgs,
+    /// The revoked node to provision again
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
 }
 
 #[derive(Debug, Args)]
@@ -58,17 +83,17 @@ pub struct IssueClientArgs {
     pub validity_days: u32,
 }
 
-/// `molten compose`'s authority flags.
+/// `molten compose`'s authority flags. Every compose has an authority.
 #[derive(Debug, Args)]
 pub struct ComposeTrustArgs {
-    /// Compose with this cluster authority (enrollment, TLS); without DIR the one beside the
-    /// profile, created when missing
-    // `Option<Option<_>>`: absent, `--authority` alone, or `--authority DIR`. (A PathBuf parser
-    // refuses the empty default_missing_value that stood in for "alone" before.)
+    /// The cluster authority (enrollment, TLS) [default: <profile dir>/<cluster>.authority,
+    /// created on first use]; a DIR given must exist (`molten authority init --dir`)
+    // `Option<Option<_>>`: absent, `--authority` alone (both: the default), or `--authority DIR`.
+    // (A PathBuf parser refuses the empty default_missing_value that stood in for "alone".)
     #[arg(long, value_name = "DIR", num_args = 0..=1)]
     pub authority: Option<Option<PathBuf>>,
     /// How nodes reach the authority's HTTPS listener [default: https://<bundle host>:8443]
-    #[arg(long, value_name = "URL", requires = "authority")]
+    #[arg(long, value_name = "URL")]
     pub authority_url: Option<String>,
     /// How long enrollment tokens stay valid: 24h, 7d, 600s
     #[arg(
@@ -80,21 +105,20 @@ pub struct ComposeTrustArgs {
     pub token_ttl: Duration,
 }
 
-/// The authority to compose with, if asked: refused inside the output directory, created beside
-/// the profile when `--authority` names no directory and none is there yet.
+/// The authority to compose with: `--authority DIR`, else the one beside the profile, created
+/// (with a message) when none is there yet. Refused when it overlaps the output directory, and
+/// (by [`Authority::open`]) when group or others can access it.
 pub fn trust_input(
     args: &ComposeTrustArgs,
     profile: &Path,
     cluster: &crate::model::Cluster,
     platform: crate::platform::Platform,
     out: &Path,
-) -> Result<Option<crate::trust::TrustInput>, AuthorityFailure> {
-    let Some(named) = &args.authority else {
-        return Ok(None);
-    };
+) -> Result<crate::trust::TrustInput, AuthorityFailure> {
+    let named = args.authority.clone().flatten();
     let implicit = named.is_none();
     let dir = match named {
-        Some(dir) => dir.clone(),
+        Some(dir) => dir,
         None => super::default_dir(profile, &cluster.name),
     };
     if secure_fs::is_within(&dir, out) || secure_fs::is_within(out, &dir) {
@@ -119,6 +143,21 @@ pub fn trust_input(
     } else {
         Authority::open(&dir).map_err(AuthorityFailure::Failed)?
     };
+    let authority_url = authority_url(args, cluster, platform)?;
+    Ok(crate::trust::TrustInput {
+        authority,
+        authority_url,
+        token_ttl: args.token_ttl,
+        now,
+    })
+}
+
+/// `--authority-url`, else `https://<bundle host>:8443` where the platform serves a bundle.
+pub fn authority_url(
+    args: &ComposeTrustArgs,
+    cluster: &crate::model::Cluster,
+    platform: crate::platform::Platform,
+) -> Result<String, AuthorityFailure> {
     let authority_url = match &args.authority_url {
         Some(url) => url.clone(),
         None => {
@@ -146,12 +185,7 @@ pub fn trust_input(
         eprintln!("error[--authority-url]: {authority_url} is not https://<host>:<port>");
         return Err(AuthorityFailure::InvalidInput);
     }
-    Ok(Some(crate::trust::TrustInput {
-        authority,
-        authority_url,
-        token_ttl: args.token_ttl,
-        now,
-    }))
+    Ok(authority_url)
 }
 
 /// Why the command failed: bad input (exit 2) or anything else (exit 1).
@@ -177,13 +211,59 @@ pub fn run(args: &AuthorityArgs) -> Result<(), AuthorityFailure> {
         }
         AuthorityCommand::IssueClient(issue) => {
             check_client_name(&issue.name)?;
-            let dir = match &issue.at.dir {
-                Some(dir) => dir.clone(),
-                None => dir_of(&issue.at, &cluster_name(&issue.at.profile)?),
-            };
+            let dir = authority_dir(&issue.at)?;
             issue_client(&dir, issue).map_err(AuthorityFailure::Failed)
         }
+        AuthorityCommand::Revoke(revoke) => {
+            let dir = authority_dir(&revoke.at)?;
+            let reason: String = revoke
+                .reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            change_state(&dir, |state| {
+                state.revoke(&revoke.node, &reason, OffsetDateTime::now_utc())
+            })?;
+            println!(
+                "revoked node {}: the authority signs nothing for it any more; etcd members \
+                 delete its user at their next converge (mc converge, or mc-converge.timer)",
+                revoke.node
+            );
+            Ok(())
+        }
+        AuthorityCommand::Readmit(readmit) => {
+            let dir = authority_dir(&readmit.at)?;
+            change_state(&dir, |state| state.readmit(&readmit.node))?;
+            println!(
+                "node {} may be provisioned again: compose gives it a new token",
+                readmit.node
+            );
+            Ok(())
+        }
     }
+}
+
+fn authority_dir(at: &DirArgs) -> Result<PathBuf, AuthorityFailure> {
+    Ok(match &at.dir {
+        Some(dir) => dir.clone(),
+        None => dir_of(at, &cluster_name(&at.profile)?),
+    })
+}
+
+/// Read → change → write of `enrollment.json` under the authority's lock.
+fn change_state(
+    dir: &Path,
+    change: impl FnOnce(&mut super::enrollment::EnrollmentState) -> Result<()>,
+) -> Result<(), AuthorityFailure> {
+    let result = (|| {
+        let authority = Authority::open(dir)?;
+        let _lock = authority.lock()?;
+        let mut state = authority.read_state()?;
+        change(&mut state)?;
+        authority.write_state(&state)
+    })();
+    result.map_err(AuthorityFailure::Failed)
 }
 
 fn cluster_name(profile_path: &Path) -> Result<String, AuthorityFailure> {

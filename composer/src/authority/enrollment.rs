@@ -27,6 +27,24 @@ pub struct EnrollmentState {
     #[serde(default)]
     pub serve_names: Vec<String>,
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// Enrolled nodes whose credentials were revoked (`molten authority revoke`, or dropped from
+    /// the profile): never signed for again until readmitted, and members delete their etcd
+    /// users. The generation is kept so a readmitted node never gets an old token back.
+    #[serde(default)]
+    pub revoked: BTreeMap<String, Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// RFC 3339.
+    pub at: String,
+    pub reason: String,
+    /// The generation of the node's last token.
+    pub generation: u64,
+    /// `molten authority readmit`: the next compose gives the node a new record and token.
+    #[serde(default)]
+    pub readmitted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +98,53 @@ impl EnrollmentState {
             cluster: cluster.to_string(),
             serve_names: Vec::new(),
             nodes: BTreeMap::new(),
+            revoked: BTreeMap::new(),
+        }
+    }
+
+    /// Revokes `node`'s credentials: its record goes, so nothing is signed for it any more, and
+    /// the roster names it revoked. Fails for a node the authority has no record of.
+    pub fn revoke(&mut self, node: &str, reason: &str, now: OffsetDateTime) -> anyhow::Result<()> {
+        let Some(record) = self.nodes.remove(node) else {
+            anyhow::bail!("the authority has no node {node:?} to revoke");
+        };
+        self.revoked.insert(
+            node.to_string(),
+            Revocation {
+                at: rfc3339(now),
+                reason: reason.to_string(),
+                generation: record.generation,
+                readmitted: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Lets the next compose provision a revoked node again (with a new token).
+    pub fn readmit(&mut self, node: &str) -> anyhow::Result<()> {
+        match self.revoked.get_mut(node) {
+            Some(revocation) => {
+                revocation.readmitted = true;
+                Ok(())
+            }
+            None => anyhow::bail!("node {node:?} is not revoked"),
+        }
+    }
+
+    /// The refusal for a node without a record: revoked (and why), or unknown.
+    fn missing(&self, node: &str) -> Refused {
+        match self.revoked.get(node) {
+            Some(revocation) => Refused::new(
+                RefusalKind::NodeRevoked,
+                format!(
+                    "node {node} was revoked at {}: {}",
+                    revocation.at, revocation.reason
+                ),
+            ),
+            None => Refused::new(
+                RefusalKind::UnknownNode,
+                format!("no node {node:?} in cluster {}", self.cluster),
+            ),
         }
     }
 
@@ -108,12 +173,7 @@ impl EnrollmentState {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<&NodeRecord, Refused> {
-        let record = self.nodes.get(node).ok_or_else(|| {
-            Refused::new(
-                RefusalKind::UnknownNode,
-                format!("no node {node:?} in cluster {}", self.cluster),
-            )
-        })?;
+        let record = self.nodes.get(node).ok_or_else(|| self.missing(node))?;
         if !token_matches(token, &record.token_sha256) {
             return Err(Refused::new(
                 RefusalKind::TokenInvalid,
@@ -159,12 +219,7 @@ impl EnrollmentState {
 
     /// A renewal: the node is known and has enrolled before.
     pub fn check_renewal(&self, node: &str) -> Result<&NodeRecord, Refused> {
-        let record = self.nodes.get(node).ok_or_else(|| {
-            Refused::new(
-                RefusalKind::UnknownNode,
-                format!("no node {node:?} in cluster {}", self.cluster),
-            )
-        })?;
+        let record = self.nodes.get(node).ok_or_else(|| self.missing(node))?;
         if record.enrolled_at.is_none() {
             return Err(Refused::new(
                 RefusalKind::NotAuthenticated,
@@ -181,6 +236,11 @@ impl EnrollmentState {
             .filter(|(_, record)| record.enrolled_at.is_some())
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    /// The revoked nodes, sorted.
+    pub fn revoked_nodes(&self) -> Vec<String> {
+        self.revoked.keys().cloned().collect()
     }
 }
 

@@ -2,10 +2,12 @@
 //! at start by the authority CA (nodes pin that CA), optional client certificates verified
 //! against the etcd CA (renewal and roster need one, enrollment a token), HTTP/1 on top.
 //!
-//! Bounds for untrusted peers: a TLS handshake and the request headers must arrive within
-//! [`HANDSHAKE_TIMEOUT`], a connection lives at most [`CONNECTION_TIMEOUT`], at most
-//! [`MAX_CONNECTIONS`] are served at once (more wait in the kernel's accept queue), bodies are
-//! capped at [`MAX_REQUEST_BYTES`].
+//! Bounds for untrusted peers: a TLS handshake and then each request head must arrive within
+//! the listener limits' header-read timeout, a connection lives at most [`CONNECTION_TIMEOUT`],
+//! and the same connection caps as the plain listener apply (`--max-connections`,
+//! `--max-connections-per-client`, through [`crate::serve::limits::Admission`]): one host on the
+//! provisioning network cannot take every slot and stall the other nodes' enrollments. A
+//! connection over a cap is closed at once. Bodies are capped at [`MAX_REQUEST_BYTES`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,16 +34,15 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::enrollment::Refused;
 use super::service::AuthorityService;
 use super::AUTHORITY_CA;
+use crate::serve::limits::Admission;
+use crate::serve::Limits;
 
-pub const HANDSHAKE_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 pub const CONNECTION_TIMEOUT: StdDuration = StdDuration::from_secs(60);
-pub const MAX_CONNECTIONS: usize = 512;
 /// How long in-flight requests may finish after a shutdown signal.
 const DRAIN_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// `molten serve`'s own certificate is minted at every start; this outlives any serve run.
@@ -165,18 +166,21 @@ impl AuthorityServer {
 
     /// Accepts until `shutdown` completes, then lets in-flight requests finish (at most
     /// [`DRAIN_TIMEOUT`]).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn run(
+        self,
+        limits: Limits,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let app = match self.bundle {
             Some(bundle) => authority_routes(self.service.clone()).fallback_service(bundle),
             None => authority_routes(self.service.clone()).fallback(not_found),
         };
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let header_timeout = limits.header_read_timeout;
+        let admission = Admission::new(limits);
+        let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = slots.clone().acquire_owned() => permit.context("connection slots closed")?,
-            };
+            while connections.try_join_next().is_some() {}
             let (stream, addr) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
@@ -188,31 +192,38 @@ impl AuthorityServer {
                     }
                 },
             };
+            // Over a cap: closed before the handshake costs anything.
+            let Ok(ticket) = admission.admit(addr.ip()) else {
+                continue;
+            };
             let acceptor = self.acceptor.clone();
             let app = app.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
+            connections.spawn(async move {
+                let _ticket = ticket;
                 let _ = tokio::time::timeout(
                     CONNECTION_TIMEOUT,
-                    serve_connection(acceptor, stream, addr, app),
+                    serve_connection(acceptor, stream, addr, app, header_timeout),
                 )
                 .await;
             });
         }
         drop(self.listener);
-        let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
-        if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
-            .await
-            .is_err()
-        {
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
             eprintln!("molten serve: authority requests did not finish within {DRAIN_TIMEOUT:?}");
         }
         Ok(())
     }
 }
 
-async fn serve_connection(acceptor: TlsAcceptor, stream: TcpStream, addr: SocketAddr, app: Router) {
-    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    addr: SocketAddr,
+    app: Router,
+    header_timeout: StdDuration,
+) {
+    let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await else {
         return;
     };
     let client_cn = tls
@@ -226,7 +237,7 @@ async fn serve_connection(acceptor: TlsAcceptor, stream: TcpStream, addr: Socket
         .layer(Extension(axum::extract::ConnectInfo(addr)));
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(TokioIo::new(tls), TowerToHyperService::new(app))
         .await;
 }
@@ -318,12 +329,50 @@ async fn blocking<T: serde::Serialize + Send + 'static>(
     }
 }
 
+/// What a client is told of an internal failure; the serve log has the cause (paths of the
+/// authority directory, I/O errors), which is not the network's business.
+const INTERNAL_MESSAGE: &str = "the authority failed to answer; its log names the cause";
+
 fn refusal_response(refused: &Refused) -> Response {
     let status = StatusCode::from_u16(refused.kind.http_status())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = match refused.kind {
+        RefusalKind::Internal => INTERNAL_MESSAGE.to_string(),
+        _ => refused.message.clone(),
+    };
     let body = Refusal {
         kind: refused.kind,
-        message: refused.message.clone(),
+        message,
     };
     (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(refused: Refused) -> (u16, String) {
+        let response = refusal_response(&refused);
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn internal_failures_keep_their_cause_in_the_log() {
+        let (status, body) = body_of(Refused::new(
+            RefusalKind::Internal,
+            "cannot write /secret/authority/enrollment.json: disk full",
+        ))
+        .await;
+        assert_eq!(status, 500);
+        assert!(!body.contains("/secret"), "{body}");
+        assert!(body.contains(INTERNAL_MESSAGE), "{body}");
+        // Refusals the client can act on keep their reason.
+        let (status, body) = body_of(Refused::new(RefusalKind::TokenExpired, "expired at T")).await;
+        assert_eq!(status, 403);
+        assert!(body.contains("expired at T"), "{body}");
+    }
 }

@@ -66,7 +66,7 @@ pub fn run_until_signalled(
         let mut https = https::bind(service, options.tls_listen, &options.extra_names).await?;
         let bundle_server = match bundle {
             Some(dir) => {
-                let server = serve::bind_with(dir, listen, limits).await?;
+                let server = serve::bind_with(dir, listen, limits.clone()).await?;
                 eprintln!("{}", server.describe());
                 https = https.with_bundle(server.bundle_router());
                 Some(server)
@@ -74,7 +74,7 @@ pub fn run_until_signalled(
             None => None,
         };
         eprintln!("{}", https.describe());
-        let https_task = tokio::spawn(https.run(stopped()));
+        let https_task = tokio::spawn(https.run(limits, stopped()));
         if let Some(server) = bundle_server {
             server.run(stopped()).await?;
         }

@@ -178,6 +178,7 @@ impl AuthorityService {
                 .and_then(|_lock| self.authority.read_state())
                 .map(|state| Roster {
                     nodes: state.roster(),
+                    revoked: state.revoked_nodes(),
                 })
                 .map_err(internal),
         };

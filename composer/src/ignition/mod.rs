@@ -18,7 +18,7 @@ pub use builder::{
 };
 pub use ignition_config::v3_3::Config;
 
-use molten_contract::trust::{DOCKER_CA_FILE, ENROLL_TOKEN_PATH, ETCD_CA_FILE};
+use molten_contract::trust::ENROLL_TOKEN_PATH;
 use molten_contract::{NodeConfig, OsVariant, NODE_CONFIG_PATH};
 
 use crate::error::ComposeError;
@@ -47,10 +47,9 @@ pub fn node_ignition(
     cluster: &Cluster,
     node: &Node,
     plan: &NodePlan,
-    trust: Option<&NodeTrust<'_>>,
+    trust: &NodeTrust<'_>,
 ) -> Result<NodeIgnition, ComposeError> {
-    let node_config = nodeconfig::node_config(cluster, node, plan, trust.map(|t| t.settings));
-    let tls = trust.is_some();
+    let node_config = nodeconfig::node_config(cluster, node, plan, trust.settings);
     let layout = cluster.os.layout();
     let agent = &plan.delivery.agent;
     let mut b = ConfigBuilder::with_inline_encoding(plan.delivery.inline_encoding);
@@ -67,10 +66,8 @@ pub fn node_ignition(
         &sha512_hash(&agent.sha512),
     )?;
 
-    if let Some(trust) = trust {
-        add_trust(&mut b, cluster, trust)?;
-    }
-    add_etcd(&mut b, cluster, node, &plan.etcd, tls)?;
+    add_trust(&mut b, cluster, trust)?;
+    add_etcd(&mut b, cluster, node, &plan.etcd)?;
     let endpoints = &node_config.etcd.endpoints;
     match cluster.os {
         OsVariant::Flatcar => b.unit(
@@ -78,21 +75,19 @@ pub fn node_ignition(
             true,
             UnitBody::Dropin(
                 DROPIN_NAME.into(),
-                units::flannel_flatcar_dropin(cluster, &layout, endpoints, tls)?,
+                units::flannel_flatcar_dropin(cluster, &layout, endpoints)?,
             ),
         )?,
         OsVariant::Debian => b.unit(
             layout.flannel_unit,
             true,
-            UnitBody::Contents(units::flannel_debian_unit(
-                cluster, &layout, endpoints, tls,
-            )?),
+            UnitBody::Contents(units::flannel_debian_unit(cluster, &layout, endpoints)?),
         )?,
     }
     b.unit(
         layout.agent_unit,
         true,
-        UnitBody::Contents(units::mc_unit(&layout, plan.metadata.as_ref(), tls)),
+        UnitBody::Contents(units::mc_unit(&layout, plan.metadata.as_ref())),
     )?;
     b.unit(
         layout.agent_network_unit,
@@ -115,8 +110,8 @@ pub fn node_config_json(config: &NodeConfig) -> String {
     text
 }
 
-/// The node's token (its only secret: 0600, in its own Ignition only), the trust roots it
-/// installs, and the enrollment and renewal units.
+/// The node's token (its only secret: 0600, in its own Ignition only) and the enrollment and
+/// renewal units.
 fn add_trust(
     b: &mut ConfigBuilder,
     cluster: &Cluster,
@@ -124,20 +119,7 @@ fn add_trust(
 ) -> Result<(), ComposeError> {
     let layout = cluster.os.layout();
     b.inline_file(ENROLL_TOKEN_PATH, 0o600, &format!("{}\n", trust.token))?;
-    let tls_dir = layout.tls_dir;
-    b.inline_file(
-        &format!("{tls_dir}/{ETCD_CA_FILE}"),
-        0o644,
-        &trust.settings.etcd_ca,
-    )?;
-    b.inline_file(
-        &format!("{tls_dir}/{DOCKER_CA_FILE}"),
-        0o644,
-        &trust.settings.docker_ca,
-    )?;
-    if cluster.os == OsVariant::Flatcar {
-        b.inline_file(units::FLATCAR_ETCD_CA_COPY, 0o644, &trust.settings.etcd_ca)?;
-    }
+    // The CA certificates are in node.json; `mc enroll` installs them before etcd starts.
     b.unit(
         units::ENROLL_UNIT,
         true,
@@ -163,10 +145,9 @@ fn add_etcd(
     cluster: &Cluster,
     node: &Node,
     plan: &EtcdPlan,
-    tls: bool,
 ) -> Result<(), ComposeError> {
     let layout = cluster.os.layout();
-    let member = EtcdMember { cluster, node, tls };
+    let member = EtcdMember { cluster, node };
     let dropin = match (cluster.os, plan) {
         (OsVariant::Debian, EtcdPlan::NotMember) => {
             b.unit(layout.etcd_unit, false, UnitBody::Masked)?;
@@ -231,7 +212,12 @@ mod tests {
             inline_encoding: target.inline_encoding(),
         };
         let plan = target.plan_node(c, &c.nodes[index], &delivery)?;
-        node_ignition(c, &c.nodes[index], &plan, None)
+        let served = target.served_base_url(c)?;
+        let scratch = crate::trust::scratch_input(c, served.as_deref()).unwrap();
+        let pairs = [(&c.nodes[index], &plan)];
+        let trust = crate::trust::prepare(c, &pairs, &scratch.input)?;
+        let node_trust = trust.node(&c.nodes[index].name).unwrap();
+        node_ignition(c, &c.nodes[index], &plan, &node_trust)
     }
 
     fn agent() -> AgentSource {
@@ -270,42 +256,73 @@ mod tests {
         c
     }
 
+    /// The unit named `name` among `units`.
+    fn unit<'a>(
+        units: &'a [(String, Option<bool>, Option<bool>, String)],
+        name: &str,
+    ) -> &'a (String, Option<bool>, Option<bool>, String) {
+        units
+            .iter()
+            .find(|u| u.0 == name)
+            .unwrap_or_else(|| panic!("no {name} in {units:?}"))
+    }
+
     #[test]
     fn debian_members_run_the_binary_and_workers_mask_etcd() {
         let c = debian_cluster();
         let member = build(&c, 0, Platform::Ipxe).unwrap();
         let u = units(&member.config);
-        assert_eq!(u[0].0, "etcd.service");
-        assert_eq!(u[0].1, Some(true));
+        let etcd = unit(&u, "etcd.service");
+        assert_eq!(etcd.1, Some(true));
         assert!(
-            u[0].3.starts_with(
-                "[Service]\nUnsetEnvironment=ETCD_NAME ETCD_LISTEN_CLIENT_URLS \
+            etcd.3.starts_with(
+                "[Unit]\nAfter=mc-enroll.service\nWants=mc-enroll.service\n\
+                 [Service]\nUser=root\nUnsetEnvironment=ETCD_NAME ETCD_LISTEN_CLIENT_URLS \
                  ETCD_ADVERTISE_CLIENT_URLS ETCD_LISTEN_PEER_URLS \
                  ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER \
-                 ETCD_INITIAL_CLUSTER_STATE ETCD_INITIAL_CLUSTER_TOKEN\n\
+                 ETCD_INITIAL_CLUSTER_STATE ETCD_INITIAL_CLUSTER_TOKEN ETCD_CERT_FILE \
+                 ETCD_KEY_FILE ETCD_TRUSTED_CA_FILE ETCD_CLIENT_CERT_AUTH ETCD_PEER_CERT_FILE \
+                 ETCD_PEER_KEY_FILE ETCD_PEER_TRUSTED_CA_FILE ETCD_PEER_CLIENT_CERT_AUTH\n\
                  ExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0 \\\n  \
-                 --listen-client-urls=http://10.0.0.10:2379,http://127.0.0.1:2379 \\\n"
+                 --listen-client-urls=https://10.0.0.10:2379,https://127.0.0.1:2379 \\\n"
             ),
             "{}",
-            u[0].3
+            etcd.3
         );
-        assert!(u[0]
+        assert!(etcd
             .3
-            .contains("  --initial-cluster-state=new \\\n  --initial-cluster-token=dev\n"));
-        assert_eq!(u[1].0, "flanneld.service");
-        assert!(u[1].3.contains(
-            "ExecStart=/usr/local/bin/flanneld --etcd-endpoints=http://10.0.0.10:2379 \
-             --etcd-prefix=/coreos.com/network\n"
+            .contains("  --initial-cluster-state=new \\\n  --initial-cluster-token=dev \\\n"));
+        assert!(
+            etcd.3.contains("  --client-cert-auth=true \\\n"),
+            "{}",
+            etcd.3
+        );
+        assert!(etcd
+            .3
+            .contains("  --peer-cert-file=/var/lib/molten/identity/etcd-peer.pem \\\n"));
+        let flannel = unit(&u, "flanneld.service");
+        assert!(
+            flannel.3.contains(
+                "ExecStart=/usr/local/bin/flanneld --etcd-endpoints=https://10.0.0.10:2379 \
+                 --etcd-prefix=/coreos.com/network --etcd-cafile=/etc/molten/tls/etcd-ca.pem \
+                 --etcd-certfile=/var/lib/molten/identity/etcd-client.pem \
+                 --etcd-keyfile=/var/lib/molten/identity/etcd-client.key\n"
+            ),
+            "{}",
+            flannel.3
+        );
+        assert!(flannel
+            .3
+            .contains("After=network-online.target mc.service\n"));
+        assert!(unit(&u, "mc.service").3.contains(
+            "After=etcd.service network-online.target time-sync.target mc-enroll.service\n"
         ));
-        assert!(u[1].3.contains("After=network-online.target mc.service\n"));
-        assert!(u[2]
-            .3
-            .contains("After=etcd.service network-online.target\n"));
 
         let worker = build(&c, 1, Platform::Ipxe).unwrap();
         let u = units(&worker.config);
-        assert_eq!((u[0].0.as_str(), u[0].2), ("etcd.service", Some(true)));
-        assert_eq!(u[0].1, None, "a masked unit is not enabled");
+        let etcd = unit(&u, "etcd.service");
+        assert_eq!(etcd.2, Some(true), "masked");
+        assert_eq!(etcd.1, None, "a masked unit is not enabled");
     }
 
     #[test]
@@ -315,7 +332,14 @@ mod tests {
         let names: Vec<String> = units(&worker.config).into_iter().map(|u| u.0).collect();
         assert_eq!(
             names,
-            ["flanneld.service", "mc.service", "mc-network.service"]
+            [
+                "mc-enroll.service",
+                "mc-renew.service",
+                "mc-renew.timer",
+                "flanneld.service",
+                "mc.service",
+                "mc-network.service"
+            ]
         );
     }
 
@@ -324,25 +348,29 @@ mod tests {
         let c = sample::cluster(2, 0);
         let seed = units(&build(&c, 0, Platform::Packet).unwrap().config);
         let joiner = units(&build(&c, 1, Platform::Packet).unwrap().config);
-        let (seed, joiner) = (&seed[0].3, &joiner[0].3);
+        let (seed, joiner) = (
+            &unit(&seed, "etcd-member.service").3,
+            &unit(&joiner, "etcd-member.service").3,
+        );
         for dropin in [seed, joiner] {
             assert!(dropin.starts_with(
                 "[Unit]\nRequires=coreos-metadata.service\nAfter=coreos-metadata.service\n\
+                 After=mc-enroll.service\nWants=mc-enroll.service\n\
                  [Service]\nEnvironmentFile=/run/metadata/flatcar\n"
             ));
             assert!(dropin.contains(
-                "  --advertise-client-urls=http://${COREOS_PACKET_IPV4_PRIVATE_0}:2379 \\\n"
+                "  --advertise-client-urls=https://${COREOS_PACKET_IPV4_PRIVATE_0}:2379 \\\n"
             ));
         }
         assert!(seed.contains("ETCD_INITIAL_CLUSTER_STATE=new"));
         assert!(seed
-            .contains("  --initial-cluster=node-0=http://${COREOS_PACKET_IPV4_PRIVATE_0}:2380\n"));
+            .contains("  --initial-cluster=node-0=https://${COREOS_PACKET_IPV4_PRIVATE_0}:2380\n"));
         assert!(!seed.contains("etcd-join"));
         assert!(joiner.contains("ETCD_INITIAL_CLUSTER_STATE=existing"));
         assert!(joiner.contains(
             "EnvironmentFile=-/run/molten/etcd-join.env\n\
              ExecStartPre=/opt/bin/mc etcd-join --peer-port 2380 \
-             --etcd http://__MOLTEN_SEED_PRIVATE_IPV4__:2379\n"
+             --etcd https://__MOLTEN_SEED_PRIVATE_IPV4__:2379\n"
         ));
         assert!(!joiner.contains("--initial-cluster="));
         // The join environment comes after the static one, so it wins.

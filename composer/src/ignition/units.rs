@@ -31,7 +31,6 @@ pub const RENEW_TIMER: &str = "mc-renew.timer";
 /// container (flannel-wrapper at the same path): the state dir, whose `identity/` holds the keys,
 /// with a copy of the etcd CA beside it.
 pub const FLATCAR_SSL_DIR: &str = "/var/lib/molten";
-pub const FLATCAR_ETCD_CA_COPY: &str = "/var/lib/molten/etcd-ca.pem";
 const FLATCAR_ETCD_CONTAINER_SSL_DIR: &str = "/etc/ssl/certs";
 
 /// Where etcd or flanneld read the etcd CA and the node's certificates, as that process sees
@@ -55,7 +54,11 @@ impl TlsFiles {
     fn for_flannel(os: OsVariant) -> TlsFiles {
         match os {
             OsVariant::Flatcar => TlsFiles {
-                ca: FLATCAR_ETCD_CA_COPY.to_string(),
+                ca: os
+                    .layout()
+                    .etcd_ca_copy
+                    .expect("Flatcar's layout has an etcd CA copy")
+                    .to_string(),
                 identity: format!("{FLATCAR_SSL_DIR}/identity"),
             },
             OsVariant::Debian => Self::on_host(os),
@@ -104,7 +107,7 @@ pub fn mc_renew_unit(layout: &OsLayout) -> String {
     format!(
         "[Unit]\n\
          Description=molten agent: renew this node's certificates\n\
-         After=network-online.target {agent}\n\
+         After=network-online.target time-sync.target {agent}\n\
          Wants=network-online.target\n\
          [Service]\n\
          Type=oneshot\n\
@@ -136,20 +139,20 @@ pub fn mc_renew_timer() -> String {
 /// an ordering cycle that PID 1 breaks by deleting a random job at every boot. `docker.service`
 /// is ordered after `mc.service`, so a connection to the socket before then only queues dockerd.
 /// Where addresses come from a metadata agent, it also waits for that.
-pub fn mc_unit(layout: &OsLayout, metadata: Option<&BootMetadata>, trust: bool) -> String {
+pub fn mc_unit(layout: &OsLayout, metadata: Option<&BootMetadata>) -> String {
     let (mut metadata_after, mut metadata_wants) = match metadata {
         Some(m) => (format!(" {}", m.unit), format!(" {}", m.unit)),
         None => (String::new(), String::new()),
     };
-    if trust {
-        // Certificates are neither requested nor trusted before the clock is set.
-        metadata_after.push_str(&format!(" {ENROLL_UNIT} time-sync.target"));
-        metadata_wants.push_str(&format!(" {ENROLL_UNIT}"));
-    }
+    metadata_after.push_str(&format!(" {ENROLL_UNIT}"));
+    metadata_wants.push_str(&format!(" {ENROLL_UNIT}"));
+    // Every variant: certificates are neither requested nor trusted before the clock is set.
+    // Ordering only (no Wants=): time-sync.target is passive, pulled in by whatever syncs the
+    // clock (systemd.special(7)); mc itself refuses a clock before its build and retries.
     format!(
         "[Unit]\n\
          Description=molten agent: boot converge\n\
-         After={etcd} network-online.target{metadata_after}\n\
+         After={etcd} network-online.target time-sync.target{metadata_after}\n\
          Wants=network-online.target{metadata_wants}\n\
          Before={flannel} {docker}\n\
          {NO_START_LIMIT}\
@@ -186,12 +189,11 @@ pub fn mc_network_unit(layout: &OsLayout) -> String {
     )
 }
 
-/// etcd's addresses and membership for one member.
+/// etcd's addresses and membership for one member: https client and peer URLs with mutual TLS
+/// from the node's enrolled certificates.
 pub struct EtcdMember<'a> {
     pub cluster: &'a Cluster,
     pub node: &'a Node,
-    /// Mutual TLS on client and peer URLs with the node's enrolled certificates.
-    pub tls: bool,
 }
 
 impl EtcdMember<'_> {
@@ -204,19 +206,11 @@ impl EtcdMember<'_> {
     }
 
     fn url(&self, host: &str, port: u16) -> String {
-        let url = etcd_url(host, port);
-        if self.tls {
-            url.replacen("http://", "https://", 1)
-        } else {
-            url
-        }
+        etcd_url(host, port)
     }
 
-    /// `(flag/variable suffix, value)` pairs of etcd's TLS settings (none without TLS).
+    /// `(flag/variable suffix, value)` pairs of etcd's TLS settings.
     fn tls_settings(&self) -> Vec<(&'static str, String)> {
-        if !self.tls {
-            return Vec::new();
-        }
         let files = TlsFiles::for_etcd(self.cluster.os);
         vec![
             ("CERT_FILE", files.file(CertificateKind::EtcdServer, "pem")),
@@ -236,21 +230,14 @@ impl EtcdMember<'_> {
         ]
     }
 
-    /// `[Unit]` lines that order etcd after enrollment (empty without TLS).
+    /// `[Unit]` lines that order etcd after enrollment.
     fn enroll_ordering(&self) -> String {
-        if self.tls {
-            format!("After={ENROLL_UNIT}\nWants={ENROLL_UNIT}\n")
-        } else {
-            String::new()
-        }
+        format!("After={ENROLL_UNIT}\nWants={ENROLL_UNIT}\n")
     }
 
     /// Flatcar: the wrapper's mount of the state dir, and etcd as root in its container (the
     /// keys are 0600 root on the state dir).
     fn flatcar_wrapper_env(&self) -> Vec<(String, String)> {
-        if !self.tls {
-            return Vec::new();
-        }
         vec![
             ("ETCD_SSL_DIR".into(), FLATCAR_SSL_DIR.into()),
             ("ETCD_USER".into(), "root".into()),
@@ -302,13 +289,11 @@ impl EtcdMember<'_> {
             env.push((format!("ETCD_{suffix}"), value));
         }
         env.extend(self.flatcar_wrapper_env());
-        let unit = self.enroll_ordering();
-        let unit = if unit.is_empty() {
-            unit
-        } else {
-            format!("[Unit]\n{unit}")
-        };
-        Ok(format!("{unit}[Service]\n{}", environment(&env)))
+        Ok(format!(
+            "[Unit]\n{}[Service]\n{}",
+            self.enroll_ordering(),
+            environment(&env)
+        ))
     }
 
     /// Debian: replaces the packaged `etcd.service` command with the profile's binary and the
@@ -326,14 +311,10 @@ impl EtcdMember<'_> {
             .iter()
             .map(|(suffix, _)| format!("ETCD_{suffix}"))
             .collect();
-        let (unit, user) = if self.tls {
-            // The packaged unit runs etcd as `etcd`; the keys are 0600 root on the state dir.
-            (format!("[Unit]\n{}", self.enroll_ordering()), "User=root\n")
-        } else {
-            (String::new(), "")
-        };
+        // The packaged unit runs etcd as `etcd`; the keys are 0600 root on the state dir.
         let mut text = format!(
-            "{unit}[Service]\n{user}UnsetEnvironment={}\nExecStart=\nExecStart={binary}",
+            "[Unit]\n{}[Service]\nUser=root\nUnsetEnvironment={}\nExecStart=\nExecStart={binary}",
+            self.enroll_ordering(),
             unset.join(" ")
         );
         for (suffix, value) in settings {
@@ -415,25 +396,19 @@ impl EtcdMember<'_> {
     }
 }
 
-/// flanneld's options: the etcd v3 endpoints and prefix, and with TLS the etcd CA and the
-/// node's etcd client certificate.
-fn flannel_opts(cluster: &Cluster, endpoints: &[String], tls: bool) -> String {
-    let mut opts = format!(
-        "--etcd-endpoints={} --etcd-prefix={}",
+/// flanneld's options: the etcd v3 endpoints and prefix, the etcd CA and the node's etcd client
+/// certificate.
+fn flannel_opts(cluster: &Cluster, endpoints: &[String]) -> String {
+    let files = TlsFiles::for_flannel(cluster.os);
+    format!(
+        "--etcd-endpoints={} --etcd-prefix={} --etcd-cafile={} --etcd-certfile={} \
+         --etcd-keyfile={}",
         endpoints.join(","),
-        cluster.flannel.settings.prefix
-    );
-    if tls {
-        let files = TlsFiles::for_flannel(cluster.os);
-        let _ = write!(
-            opts,
-            " --etcd-cafile={} --etcd-certfile={} --etcd-keyfile={}",
-            files.ca,
-            files.file(CertificateKind::EtcdClient, "pem"),
-            files.file(CertificateKind::EtcdClient, "key"),
-        );
-    }
-    opts
+        cluster.flannel.settings.prefix,
+        files.ca,
+        files.file(CertificateKind::EtcdClient, "pem"),
+        files.file(CertificateKind::EtcdClient, "key"),
+    )
 }
 
 /// Flatcar: `flanneld.service` drop-in pinning the image and pointing it at etcd; it starts
@@ -442,22 +417,19 @@ pub fn flannel_flatcar_dropin(
     cluster: &Cluster,
     layout: &OsLayout,
     endpoints: &[String],
-    tls: bool,
 ) -> Result<String, ComposeError> {
     let mut text = format!(
         "[Unit]\nAfter={mc}\nRequires={mc}\n[Service]\n",
         mc = layout.agent_unit
     );
-    let mut env = vec![
+    let env = vec![
         (
             "FLANNEL_IMAGE".into(),
             container_image(&cluster.flannel.runtime, "flannel")?.into(),
         ),
-        ("FLANNEL_OPTS".into(), flannel_opts(cluster, endpoints, tls)),
+        ("FLANNEL_OPTS".into(), flannel_opts(cluster, endpoints)),
+        ("ETCD_SSL_DIR".into(), FLATCAR_SSL_DIR.into()),
     ];
-    if tls {
-        env.push(("ETCD_SSL_DIR".into(), FLATCAR_SSL_DIR.into()));
-    }
     text.push_str(&environment(&env));
     Ok(text)
 }
@@ -468,7 +440,6 @@ pub fn flannel_debian_unit(
     cluster: &Cluster,
     layout: &OsLayout,
     endpoints: &[String],
-    tls: bool,
 ) -> Result<String, ComposeError> {
     let binary = binary_path(&cluster.flannel.runtime, "flannel")?;
     Ok(format!(
@@ -487,7 +458,7 @@ pub fn flannel_debian_unit(
          WantedBy=multi-user.target\n",
         mc = layout.agent_unit,
         docker = layout.docker_unit,
-        opts = flannel_opts(cluster, endpoints, tls),
+        opts = flannel_opts(cluster, endpoints),
     ))
 }
 

@@ -219,7 +219,7 @@ fn install_disk(node: &Node) -> Result<&str, ComposeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::compose;
+    use crate::platform::sample::compose;
     use crate::platform::{sample, Platform};
 
     fn text(out: &crate::compose::Composition, path: &str) -> String {

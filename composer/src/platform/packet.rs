@@ -217,6 +217,7 @@ impl Target for Packet {
             nodes => Value::from(Serde(&devices)),
             seed => &seed.name,
             token => PACKET_SEED_TOKEN,
+            authority => nodes.first().map(|n| n.pinned.base_url.clone()),
         };
         let terraform = TEMPLATES.render("packet/main.tf.json", ctx.clone())?;
         serde_json::from_str::<serde_json::Value>(&terraform)
@@ -252,7 +253,7 @@ fn resource_name(node: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::compose;
+    use crate::platform::sample::compose;
     use crate::platform::{sample, Platform};
 
     #[test]
@@ -295,17 +296,17 @@ mod tests {
         let c = sample::cluster(3, 1);
         let delivery = Packet.delivery(&c).unwrap();
         let plan = |i: usize| Packet.plan_node(&c, &c.nodes[i], &delivery).unwrap();
-        assert_eq!(plan(0).etcd_endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(plan(0).etcd_endpoints, ["https://127.0.0.1:2379"]);
         assert_eq!(
             plan(1).etcd_endpoints,
             [
-                "http://127.0.0.1:2379",
-                "http://__MOLTEN_SEED_PRIVATE_IPV4__:2379"
+                "https://127.0.0.1:2379",
+                "https://__MOLTEN_SEED_PRIVATE_IPV4__:2379"
             ]
         );
         assert_eq!(
             plan(3).etcd_endpoints,
-            ["http://__MOLTEN_SEED_PRIVATE_IPV4__:2379"]
+            ["https://__MOLTEN_SEED_PRIVATE_IPV4__:2379"]
         );
         assert_eq!(
             plan(3).address,
@@ -325,7 +326,7 @@ mod tests {
             plan(1).etcd,
             EtcdPlan::AtBoot {
                 metadata: METADATA,
-                join_through: Some("http://__MOLTEN_SEED_PRIVATE_IPV4__:2379".into()),
+                join_through: Some("https://__MOLTEN_SEED_PRIVATE_IPV4__:2379".into()),
             }
         );
     }

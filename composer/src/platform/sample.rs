@@ -111,3 +111,15 @@ pub fn with_local_agent(mut cluster: Cluster, path: PathBuf, bytes: &[u8]) -> Cl
     };
     cluster
 }
+
+/// [`crate::compose::compose`] with a throwaway authority (tests: every compose has one; the
+/// bytes differ per authority, its CAs and tokens being new).
+pub fn compose(
+    cluster: &Cluster,
+    platform: super::Platform,
+) -> Result<crate::compose::Composition, crate::error::ComposeError> {
+    let served = platform.target().served_base_url(cluster)?;
+    let scratch = crate::trust::scratch_input(cluster, served.as_deref())
+        .map_err(|err| crate::error::ComposeError::Internal(format!("{err:#}")))?;
+    crate::compose::compose(cluster, platform, &scratch.input)
+}

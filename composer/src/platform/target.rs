@@ -14,9 +14,8 @@ pub struct ComposedNode<'a> {
     pub node: &'a Node,
     /// Compact Ignition JSON, newline-terminated.
     pub ignition: String,
-    /// With an authority: where a pointer config fetches the full config over HTTPS, pinning
-    /// the authority CA.
-    pub pinned: Option<Pinned>,
+    /// Where a pointer config fetches the full config over HTTPS, pinning the authority CA.
+    pub pinned: Pinned,
 }
 
 /// `molten serve --authority`'s HTTPS listener (which also serves the bundle) and its CA.

@@ -11,7 +11,7 @@ use super::target::{ComposedNode, Target};
 use super::templates::TemplateSet;
 use crate::digest::sha512_hex;
 use crate::error::ComposeError;
-use crate::ignition::{replace_config, replace_config_pinned, sha512_hash, to_json};
+use crate::ignition::{replace_config_pinned, sha512_hash, to_json};
 use crate::model::{Cluster, Node};
 use crate::profile::{NodeValue, TargetCheck, TargetRules};
 
@@ -78,18 +78,10 @@ impl Target for Vagrant {
         let mut vms = Vec::with_capacity(nodes.len());
         for n in nodes {
             let hash = sha512_hash(&sha512_hex(n.ignition.as_bytes()));
-            // With an authority the full config (it holds the node's token) comes over HTTPS
-            // from `molten serve --authority`, pinned to the authority CA.
-            let pointer = match &n.pinned {
-                Some(pinned) => {
-                    let full_url = format!("{}/{}", pinned.base_url, self.ignition_path(n.node));
-                    to_json(&replace_config_pinned(&full_url, &hash, &pinned.ca_pem))
-                }
-                None => {
-                    let full_url = format!("{base}/{}", self.ignition_path(n.node));
-                    to_json(&replace_config(&full_url, &hash))
-                }
-            };
+            // The full config (it holds the node's token) comes over HTTPS from `molten serve
+            // --authority`, pinned to the authority CA.
+            let full_url = format!("{}/{}", n.pinned.base_url, self.ignition_path(n.node));
+            let pointer = to_json(&replace_config_pinned(&full_url, &hash, &n.pinned.ca_pem));
             if pointer.len() > POINTER_LIMIT {
                 return Err(ComposeError::invalid_at(
                     &n.node.origin,
@@ -132,8 +124,8 @@ impl Target for Vagrant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compose::compose;
     use crate::model::AGENT_ASSET;
+    use crate::platform::sample::compose;
     use crate::platform::{sample, Platform};
 
     #[test]
@@ -149,10 +141,15 @@ mod tests {
             serde_json::from_slice(&out.bundle.get("pointer/node-1.ign").unwrap().contents)
                 .unwrap();
         let replace = &pointer["ignition"]["config"]["replace"];
+        // Over HTTPS from `molten serve --authority`, pinned to the authority CA only.
         assert_eq!(
             replace["source"],
-            "http://192.168.56.1:8080/ignition/node-1.ign"
+            "https://192.168.56.1:8443/ignition/node-1.ign"
         );
+        let cas = pointer["ignition"]["security"]["tls"]["certificateAuthorities"]
+            .as_array()
+            .unwrap();
+        assert_eq!(cas.len(), 1, "{pointer}");
         assert_eq!(
             replace["verification"]["hash"],
             format!("sha512-{}", sha512_hex(full))

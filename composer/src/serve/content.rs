@@ -21,8 +21,11 @@ use sha2::{Digest, Sha256};
 use super::beneath::{open_beneath, open_dir};
 use super::manifest::{Manifest, ManifestError, MANIFEST_NAME};
 
-/// Files up to this size are served from memory.
+/// Files up to this size are served from memory, whatever the budget.
 pub const IN_MEMORY_MAX: u64 = 4 << 20;
+/// Larger files are kept in memory while their sum stays within this (a rack bundle's kernel and
+/// initrd fit; re-hashing every chunk at every request costs a third of the throughput on 2 cores).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 /// Larger files are re-checked before sending in chunks of this size.
 pub const CHUNK: u64 = 1 << 20;
 
@@ -56,10 +59,13 @@ pub struct Content {
 impl Content {
     /// Opens and hashes every file `manifest` lists; fails naming each file that is missing,
     /// changed, not a regular file or reached through a symlink.
+    /// Files larger than [`IN_MEMORY_MAX`] are kept in memory while their sizes add up to at
+    /// most `memory_budget` bytes.
     pub fn load(
         dir: &Path,
         manifest: &Manifest,
         manifest_bytes: Bytes,
+        memory_budget: u64,
     ) -> Result<Content, ManifestError> {
         let root = open_dir(dir).map_err(|source| ManifestError::Read {
             path: dir.to_path_buf(),
@@ -67,8 +73,9 @@ impl Content {
         })?;
         let mut files = BTreeMap::new();
         let mut problems = Vec::new();
+        let mut budget = memory_budget;
         for entry in manifest.entries() {
-            match verify_one(&root, &entry.rel, &entry.sha256) {
+            match verify_one(&root, &entry.rel, &entry.sha256, &mut budget) {
                 Ok(verified) => {
                     files.insert(entry.rel.clone(), verified);
                 }
@@ -100,13 +107,37 @@ impl Content {
         self.files.is_empty()
     }
 
+    /// Bytes held in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory().map(|f| f.len).sum()
+    }
+
+    /// How many files are held in memory.
+    pub fn memory_files(&self) -> usize {
+        self.memory().count()
+    }
+
+    fn memory(&self) -> impl Iterator<Item = &Verified> {
+        self.files
+            .values()
+            .filter(|f| matches!(f.data, Data::Memory(_)))
+    }
+
     /// Total bytes of the listed files.
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|f| f.len).sum()
     }
 }
 
-fn verify_one(root: &File, rel: &str, expected: &str) -> Result<Verified, String> {
+/// Verifies one file; keeps it in memory if it is small or fits what is left of `budget`
+/// (which it then uses up).
+fn verify_one(
+    root: &File,
+    rel: &str,
+    expected: &str,
+    budget: &mut u64,
+) -> Result<Verified, String> {
+    let keep_up_to = IN_MEMORY_MAX.max(*budget);
     let file = open_beneath(root, rel).map_err(|err| format!("{rel}: {err}"))?;
     let mut whole = Sha256::new();
     let mut chunk_sha256 = Vec::new();
@@ -121,8 +152,10 @@ fn verify_one(root: &File, rel: &str, expected: &str) -> Result<Verified, String
         let chunk = &buf[..n];
         whole.update(chunk);
         chunk_sha256.push(Sha256::digest(chunk).into());
-        if len + (n as u64) <= IN_MEMORY_MAX {
+        if len + (n as u64) <= keep_up_to {
             memory.extend_from_slice(chunk);
+        } else {
+            memory = Vec::new();
         }
         len += n as u64;
         if (n as u64) < CHUNK {
@@ -136,6 +169,9 @@ fn verify_one(root: &File, rel: &str, expected: &str) -> Result<Verified, String
         ));
     }
     let data = if len <= IN_MEMORY_MAX {
+        Data::Memory(Bytes::from(memory))
+    } else if len <= *budget {
+        *budget -= len;
         Data::Memory(Bytes::from(memory))
     } else {
         Data::File(Arc::new(ChunkedFile {
@@ -230,9 +266,9 @@ mod tests {
             .collect();
         std::fs::write(dir.path().join("big"), &data).unwrap();
         let root = open_dir(dir.path()).unwrap();
-        let verified = verify_one(&root, "big", &digest(&data)).unwrap();
+        let verified = verify_one(&root, "big", &digest(&data), &mut 0).unwrap();
         let Data::File(file) = verified.data else {
-            panic!("a large file must not be held in memory");
+            panic!("a large file past the budget must not be held in memory");
         };
         let last = file.chunk_sha256.len() - 1;
         let tail_start = last as u64 * CHUNK;
@@ -258,13 +294,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s"), "hello").unwrap();
         let root = open_dir(dir.path()).unwrap();
-        let verified = verify_one(&root, "s", &digest(b"hello")).unwrap();
+        let verified = verify_one(&root, "s", &digest(b"hello"), &mut 0).unwrap();
         std::fs::write(dir.path().join("s"), "HELLO").unwrap();
         match verified.data {
             Data::Memory(bytes) => assert_eq!(&bytes[..], b"hello"),
             Data::File(_) => panic!("a small file must be held in memory"),
         }
-        let err = verify_one(&root, "s", &digest(b"hello")).err().unwrap();
+        let err = verify_one(&root, "s", &digest(b"hello"), &mut 0)
+            .err()
+            .unwrap();
         assert!(err.contains("s has sha256"), "{err}");
+    }
+
+    #[test]
+    fn large_files_within_the_budget_are_kept_as_checked_and_use_it_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(IN_MEMORY_MAX + CHUNK + 7))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(dir.path().join("a"), &data).unwrap();
+        std::fs::write(dir.path().join("b"), &data).unwrap();
+        let root = open_dir(dir.path()).unwrap();
+        let len = data.len() as u64;
+        let mut budget = len + len / 2;
+        let a = verify_one(&root, "a", &digest(&data), &mut budget).unwrap();
+        assert_eq!(budget, len / 2);
+        // The budget left is too small for b: it is served chunk by chunk.
+        let b = verify_one(&root, "b", &digest(&data), &mut budget).unwrap();
+        assert!(matches!(b.data, Data::File(_)));
+        assert_eq!(budget, len / 2);
+        // a rewritten in place: what is served is still what was checked.
+        std::fs::write(dir.path().join("a"), vec![0u8; data.len()]).unwrap();
+        match a.data {
+            Data::Memory(bytes) => assert!(bytes[..] == data[..]),
+            Data::File(_) => panic!("a fits the budget: it must be held in memory"),
+        }
     }
 }

@@ -26,6 +26,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open connections at most from one client address.
     pub max_connections_per_client: usize,
+    /// Bytes of large files kept in memory as verified ([`super::content`]).
+    pub memory_budget: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +38,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_client: 64,
+            memory_budget: super::content::DEFAULT_MEMORY_BUDGET,
         }
     }
 }

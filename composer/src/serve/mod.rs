@@ -29,7 +29,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use access_log::{stderr_sink, utc_timestamp, LogSink};
-pub use content::{CHUNK, IN_MEMORY_MAX};
+pub use content::{CHUNK, DEFAULT_MEMORY_BUDGET, IN_MEMORY_MAX};
 pub use limits::Limits;
 pub use manifest::{sha256_file, Entry, Manifest, ManifestError, HEALTH_PATH, MANIFEST_NAME};
 pub use nodes::{NodeFile, NodeIndex};
@@ -70,9 +70,10 @@ pub async fn bind_with(
     limits.check().map_err(anyhow::Error::msg)?;
     let limits_note = limits.fit_to_descriptors();
     let owned_dir = dir.to_path_buf();
+    let memory_budget = limits.memory_budget;
     let (content, nodes) = tokio::task::spawn_blocking(move || {
         let (manifest, bytes) = Manifest::load_with_bytes(&owned_dir)?;
-        let content = Content::load(&owned_dir, &manifest, bytes.into())?;
+        let content = Content::load(&owned_dir, &manifest, bytes.into(), memory_budget)?;
         let nodes = NodeIndex::build(&content);
         Ok::<_, ManifestError>((content, nodes))
     })
@@ -140,11 +141,14 @@ impl Server {
             .unwrap_or_default();
         // The address stays last: scripts and tests read it from the end of the line.
         format!(
-            "molten serve: {} files from {} verified against {MANIFEST_NAME}; {} node config(s){}{}; \
+            "molten serve: {} files from {} verified against {MANIFEST_NAME} ({} MiB served from \
+             memory, {} re-checked per chunk); {} node config(s){}{}; \
              at most {} connections{note}, {} per client; timeouts: header {:?}, idle {:?}, \
              request {:?}; listening on http://{}/",
             self.content.len(),
             self.dir.display(),
+            self.content.memory_bytes() >> 20,
+            self.content.len() - self.content.memory_files(),
             nodes.len(),
             if nodes.is_empty() { "" } else { ": " },
             nodes.join(", "),

@@ -309,6 +309,131 @@ async fn the_server_certificate_is_pinned_to_the_authority_ca() {
     server.stop().await;
 }
 
+/// `molten authority revoke` (the real binary, on the authority a running serve uses): the
+/// node's certificate no longer renews, its token is dead, the roster names it revoked; compose
+/// refuses it until `readmit`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_node_gets_nothing_and_the_roster_says_so() {
+    let fixture = Fixture::new(&[node("n0", "10.0.0.10", true), node("n1", "10.0.0.11", true)]);
+    let server = Server::start(&fixture.authority, Duration::days(1)).await;
+    let ca = fixture.read("authority-ca.pem");
+    let mut certs = std::collections::BTreeMap::new();
+    for name in ["n0", "n1"] {
+        let (enroll, keys) = body(name, Some(&fixture.tokens[name]), &[EtcdClient]);
+        let answer = request(server.addr, &ca, None, "POST", "/v1/enroll", &enroll)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let cert = answer.json()["certificates"]["etcd-client"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        certs.insert(
+            name,
+            ClientCert {
+                cert,
+                key: keys[0].serialize_pem(),
+            },
+        );
+    }
+    let revoke = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .args([
+            "authority",
+            "revoke",
+            "--node",
+            "n1",
+            "--reason",
+            "stolen laptop",
+        ])
+        .arg("--dir")
+        .arg(fixture.dir())
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+
+    let (renew, _) = body("n1", None, &[EtcdClient]);
+    let refused = request(
+        server.addr,
+        &ca,
+        Some(&certs["n1"]),
+        "POST",
+        "/v1/renew",
+        &renew,
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.json()["kind"], "node-revoked");
+    assert!(refused.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("stolen laptop"));
+    let roster = request(
+        server.addr,
+        &ca,
+        Some(&certs["n0"]),
+        "GET",
+        "/v1/roster",
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(roster.json()["nodes"], serde_json::json!(["n0"]));
+    assert_eq!(roster.json()["revoked"], serde_json::json!(["n1"]));
+    assert_eq!(server.logs.containing("reason=node-revoked").len(), 1);
+    // Revoking twice, or a node the authority never knew, is an error with a clear message.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_molten"))
+        .args(["authority", "revoke", "--node", "n1"])
+        .arg("--dir")
+        .arg(fixture.dir())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no node \"n1\" to revoke"));
+    server.stop().await;
+}
+
+/// One host holding idle connections cannot take the HTTPS listener: past the per-client cap
+/// its next connection is closed at once, and a slot it frees is usable again.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_cannot_take_every_https_slot() {
+    use tokio::io::AsyncReadExt;
+    let fixture = Fixture::new(&[node("n0", "10.0.0.10", true)]);
+    let limits = molten::serve::Limits {
+        max_connections_per_client: 2,
+        ..molten::serve::Limits::default()
+    };
+    let server = Server::start_with(&fixture.authority, Duration::days(1), limits).await;
+    let ca = fixture.read("authority-ca.pem");
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // Admitted connections wait for a handshake; give the accept loop time to admit both.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the connection over the cap was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // A real request over the cap fails the same way…
+    let refused = request(server.addr, &ca, None, "GET", "/v1/roster", "").await;
+    assert!(refused.is_err(), "{refused:?}");
+    // …and succeeds (an answer, here a refusal for lack of a certificate) once a slot is free.
+    drop(idle.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answered = request(server.addr, &ca, None, "GET", "/v1/roster", "")
+        .await
+        .unwrap();
+    assert_eq!(answered.status, 401, "{answered:?}");
+    server.stop().await;
+}
+
 /// `molten serve --authority` as the operator starts it: authority only (a packet bastion),
 /// logs on stderr, stops on SIGTERM.
 #[tokio::test(flavor = "multi_thread")]

@@ -106,6 +106,7 @@ fn refusing_to_replace_a_foreign_directory_exits_1_and_keeps_it() {
     let out = work.path().join("precious");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let authority = common::fixture_authority(work.path(), "dev");
     let output = common::molten(&[
         "compose",
         "--platform",
@@ -114,6 +115,8 @@ fn refusing_to_replace_a_foreign_directory_exits_1_and_keeps_it() {
         agent.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--authority",
+        authority.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("refusing to replace"));

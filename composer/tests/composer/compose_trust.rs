@@ -170,7 +170,7 @@ fn the_real_ignition_writes_the_token_0600_and_the_trust_section() {
         token_ttl: time::Duration::hours(1),
         now,
     };
-    let composed = molten::compose::compose_with(&cluster, Platform::Vagrant, Some(&input))
+    let composed = molten::compose::compose(&cluster, Platform::Vagrant, &input)
         .unwrap_or_else(|e| panic!("{e}"));
     molten::output::write_bundle(&composed.bundle, &out).unwrap();
     let c = Composed {
@@ -188,16 +188,14 @@ fn the_real_ignition_writes_the_token_0600_and_the_trust_section() {
     let token = std::fs::read_to_string(&token_file).unwrap();
     assert_eq!(token.trim(), tokens(&c.authority, &["core-02"])["core-02"]);
     let config = molten_contract::NodeConfig::load(&root.join("etc/molten/node.json")).unwrap();
-    let trust = config.trust.expect("a trust section");
+    let trust = config.trust;
     assert_eq!(trust.authority_url, "https://127.0.0.1:8443");
     assert_eq!(trust.roster, ["core-01", "core-02", "core-03"]);
     assert_eq!(trust.identity.etcd_client_cn, "core-02");
     let etcd_ca = std::fs::read_to_string(c.authority.join("etcd-ca.pem")).unwrap();
     assert_eq!(trust.etcd_ca, etcd_ca);
-    assert_eq!(
-        std::fs::read_to_string(root.join("etc/molten/tls/etcd-ca.pem")).unwrap(),
-        etcd_ca
-    );
+    // node.json is the CAs' only carrier: `mc enroll` installs them (no second copy to drift).
+    assert!(!root.join("etc/molten/tls/etcd-ca.pem").exists());
 }
 
 #[test]
@@ -371,7 +369,7 @@ fn the_real_ignition_follows_the_pinned_pointer_over_https() {
         token_ttl: time::Duration::hours(1),
         now,
     };
-    let composed = molten::compose::compose_with(&cluster, Platform::Vagrant, Some(&input))
+    let composed = molten::compose::compose(&cluster, Platform::Vagrant, &input)
         .unwrap_or_else(|e| panic!("{e}"));
     molten::output::write_bundle(&composed.bundle, &out).unwrap();
 
@@ -391,38 +389,52 @@ fn the_real_ignition_follows_the_pinned_pointer_over_https() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 
-    let root = work.path().join("root");
-    let pointer = out.join("pointer/core-01.ign");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (pointer2, root2) = (pointer.clone(), root.clone());
-    std::thread::spawn(move || {
-        let _ = tx.send(molten_testkit::ignition::apply_files_online(
-            &pointer2, &root2,
+    // Every node's pointer, applied by the real engine, fetches its own full config.
+    let mut results = Vec::new();
+    for node in ["core-01", "core-02", "core-03"] {
+        let root = work.path().join(format!("root-{node}"));
+        let pointer = out.join(format!("pointer/{node}.ign"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (pointer2, root2) = (pointer.clone(), root.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(molten_testkit::ignition::apply_files_online(
+                &pointer2, &root2,
+            ));
+        });
+        // Ignition retries a fetch it cannot verify forever: bound it.
+        results.push((
+            node,
+            root,
+            rx.recv_timeout(std::time::Duration::from_secs(120)),
         ));
-    });
-    // Ignition retries a fetch it cannot verify forever: bound it.
-    let applied = rx.recv_timeout(std::time::Duration::from_secs(120));
+    }
     let pid = rustix::process::Pid::from_raw(serve.id() as i32).expect("a child has a pid");
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     serve.wait().unwrap();
-    let log = applied
-        .expect("Ignition finished within 2 minutes")
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(
-        log.contains(&format!(
-            "https://127.0.0.1:{https_port}/ignition/core-01.ign"
-        )),
-        "{log}"
-    );
-    let token = root.join("etc/molten/enroll-token");
-    let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    assert!(root.join("opt/bin/mc").is_file());
+    for (node, root, applied) in results {
+        let log = applied
+            .expect("Ignition finished within 2 minutes")
+            .unwrap_or_else(|e| panic!("{node}: {e:#}"));
+        assert!(
+            log.contains(&format!(
+                "https://127.0.0.1:{https_port}/ignition/{node}.ign"
+            )),
+            "{log}"
+        );
+        let token = root.join("etc/molten/enroll-token");
+        let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(root.join("etc/hostname")).unwrap(),
+            format!("{node}\n")
+        );
+        assert!(root.join("opt/bin/mc").is_file());
+    }
 }
 
-/// `--authority` with no directory (what `scripts/compose` passes): the authority beside the
-/// profile is created on the first compose (0700) and reused by the second, which gives the
-/// same bytes.
+/// `--authority` with no directory (what `scripts/compose` passes), or no flag at all: every
+/// compose has an authority. The one beside the profile is created on the first compose (0700,
+/// with a message) and reused by the next ones, which give the same bytes.
 #[test]
 fn a_bare_authority_flag_creates_the_authority_beside_the_profile_once() {
     let work = tempfile::tempdir().unwrap();
@@ -430,7 +442,7 @@ fn a_bare_authority_flag_creates_the_authority_beside_the_profile_once() {
     let profile = work.path().join("dev.yaml");
     std::fs::copy(common::repo_root().join("profiles/dev.yaml"), &profile).unwrap();
     let agent = common::fake_agent(work.path());
-    let compose_to = |out: &Path| {
+    let compose_to = |out: &Path, flag: bool| {
         let mut args: Vec<String> = vec![
             "compose".into(),
             "--platform".into(),
@@ -441,21 +453,56 @@ fn a_bare_authority_flag_creates_the_authority_beside_the_profile_once() {
             out.display().to_string(),
         ];
         args.extend(common::agent_args(Platform::Vagrant, &agent));
-        args.push("--authority".into());
+        if flag {
+            args.push("--authority".into());
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         common::molten(&args)
     };
-    let first = compose_to(&work.path().join("a"));
+    let first = compose_to(&work.path().join("a"), true);
     assert!(first.status.success(), "{first:?}");
     assert!(String::from_utf8_lossy(&first.stderr).contains("created the authority"));
     let dir = profile.parent().unwrap().join("dev.authority");
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{}", dir.display());
 
-    let second = compose_to(&work.path().join("b"));
+    let second = compose_to(&work.path().join("b"), true);
     assert!(second.status.success(), "{second:?}");
     assert!(!String::from_utf8_lossy(&second.stderr).contains("created the authority"));
+    let third = compose_to(&work.path().join("c"), false);
+    assert!(third.status.success(), "{third:?}");
+    assert!(!String::from_utf8_lossy(&third.stderr).contains("created the authority"));
     let node =
         |out: &str| std::fs::read(work.path().join(out).join("ignition/core-01.ign")).unwrap();
     assert_eq!(node("a"), node("b"), "one authority, the same bytes");
+    assert_eq!(node("a"), node("c"), "no flag: the same authority");
+
+    // An authority others may read is refused, and nothing is written.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let refused = compose_to(&work.path().join("d"), false);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&dir.display().to_string()),
+        "{refused:?}"
+    );
+    assert!(!work.path().join("d").exists());
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A directory given that is not there is not created: it must be `molten authority init`'s.
+    let missing = work.path().join("typo.authority");
+    let mut args = vec![
+        "compose",
+        "--platform",
+        "vagrant",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--out",
+    ];
+    let out_e = work.path().join("e");
+    args.push(out_e.to_str().unwrap());
+    let agent_args = common::agent_args(Platform::Vagrant, &agent);
+    args.extend(agent_args.iter().map(String::as_str));
+    args.extend(["--authority", missing.to_str().unwrap()]);
+    let refused = common::molten(&args);
+    assert!(!refused.status.success());
+    assert!(!missing.exists() && !out_e.exists());
 }

@@ -6,7 +6,6 @@ use crate::serve_support;
 
 use std::path::{Path, PathBuf};
 
-use molten::compose;
 use molten::output::write_bundle;
 use molten::platform::sample::FAKE_AGENT;
 use molten::platform::Platform;
@@ -41,7 +40,7 @@ fn composed_profile(profile: &str, platform: Platform) -> (tempfile::TempDir, Ve
         .iter()
         .map(|n| n.name.clone())
         .collect();
-    let composition = compose(&loaded.cluster, platform).unwrap();
+    let composition = molten::platform::sample::compose(&loaded.cluster, platform).unwrap();
     write_bundle(&composition.bundle, &dir.path().join("bundle")).unwrap();
     (dir, nodes)
 }

@@ -101,6 +101,14 @@ pub struct Server {
 
 impl Server {
     pub async fn start(authority: &Authority, validity: time::Duration) -> Server {
+        Self::start_with(authority, validity, molten::serve::Limits::default()).await
+    }
+
+    pub async fn start_with(
+        authority: &Authority,
+        validity: time::Duration,
+        limits: molten::serve::Limits,
+    ) -> Server {
         let logs = Logs::default();
         let sink_logs = logs.clone();
         let sink: molten::serve::LogSink =
@@ -111,7 +119,7 @@ impl Server {
             .unwrap();
         let addr = server.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
+        let task = tokio::spawn(server.run(limits, async move {
             let _ = stopped.await;
         }));
         Server {

@@ -91,8 +91,55 @@ pub fn molten<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .expect("the molten binary runs")
 }
 
-/// `molten compose` of `profile` for `platform` into `out`; panics with stderr on failure.
+/// A private copy (0700, files 0600) in `dir` of the tests' fixed authority for `cluster`
+/// (`tests/fixtures/snapshot-authority`: public CA certificates and the token key, so composing
+/// gives the same bytes every run). Its CA key files are placeholders: compose never reads a CA
+/// key, and nothing can sign with these.
+pub fn fixture_authority(dir: &Path, cluster: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/snapshot-authority");
+    let authority = dir.join(format!("{cluster}.authority"));
+    std::fs::create_dir_all(&authority).unwrap();
+    std::fs::set_permissions(&authority, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = authority.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    for stem in ["authority-ca", "etcd-ca", "docker-ca"] {
+        write(
+            &format!("{stem}.pem"),
+            &std::fs::read(fixture.join(format!("{stem}.pem"))).unwrap(),
+        );
+        write(
+            &format!("{stem}.key"),
+            b"placeholder: the composer tests hold no CA key\n",
+        );
+    }
+    let hex_key = std::fs::read_to_string(fixture.join("token-key.hex")).unwrap();
+    write("token-key", &hex::decode(hex_key.trim()).unwrap());
+    write(
+        "enrollment.json",
+        molten::authority::enrollment::EnrollmentState::new(cluster)
+            .to_json()
+            .as_bytes(),
+    );
+    authority
+}
+
+/// The cluster name of `profile` (what `molten authority init` names the directory after).
+pub fn cluster_name(profile: &Path) -> String {
+    let checked = molten::profile::check_file(profile, &molten::profile::LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", profile.display()));
+    checked.loaded.cluster.name
+}
+
+/// `molten compose` of `profile` for `platform` into `out`, with a copy of the fixed authority
+/// in a temporary directory of its own (never in the source tree, never beside `out`); panics
+/// with stderr on failure.
 pub fn compose_to(profile: &Path, platform: Platform, agent: &Path, out: &Path) -> String {
+    let authority_dir = tempfile::tempdir().unwrap();
+    let authority = fixture_authority(authority_dir.path(), &cluster_name(profile));
     let mut args = vec![
         "compose".to_string(),
         "--platform".into(),
@@ -101,7 +148,16 @@ pub fn compose_to(profile: &Path, platform: Platform, agent: &Path, out: &Path) 
         profile.display().to_string(),
         "--out".into(),
         out.display().to_string(),
+        "--authority".into(),
+        authority.display().to_string(),
     ];
+    if platform == Platform::Packet {
+        // Nothing serves a packet bundle: the authority runs on a bastion the devices reach.
+        args.extend([
+            "--authority-url".into(),
+            "https://bastion.example:8443".into(),
+        ]);
+    }
     args.extend(agent_args(platform, agent));
     let output = molten(&args);
     assert!(
