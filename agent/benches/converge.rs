@@ -1,13 +1,13 @@
-//! `mc converge` against a real etcd and dockerd (started by the test harness on 127.0.0.1).
+//! `mc converge` against a real etcd (https, `--client-cert-auth`, access control on, as molten
+//! runs it) and dockerd, started by the test harness on 127.0.0.1; every node enrolled from a
+//! test authority.
 //!
-//! - warm: a node that has converged before; nothing to do (the every-boot case).
-//! - cold: the cluster CA exists, but the node is new: its reservation, certificates (two
-//!   key pairs), drop-ins, Docker network and record are all made.
+//! - warm_tls: an etcd member that has converged before; nothing to do (the every-boot case):
+//!   identity check, etcd over mutual TLS as itself, the RBAC check as root.
+//! - cold: a new enrolled worker (its identity made outside the measurement, as `mc enroll`
+//!   would before): its reservation, drop-ins, Docker network and record are all made.
 //!
-//! - warm_tls: a warm enrolled etcd member against etcd with `--client-cert-auth` and access
-//!   control on: identity check, etcd over mutual TLS as itself, the RBAC check as root.
-//!
-//! Run: `cargo bench -p mc --bench converge`. Targets: warm ≤ 150 ms, cold ≤ 1 s, warm_tls ≤ 30 ms.
+//! Run: `cargo bench -p mc --bench converge`. Targets: warm_tls ≤ 30 ms, cold ≤ 1 s.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -17,11 +17,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use mc::converge::{converge, Options, Stage};
 use mc::etcd::Retry;
 use mc::systemd::Systemd;
-use molten_contract::{keys, FlannelSettings, NodeConfig};
+use molten_contract::{keys, FlannelSettings, NodeConfig, Role};
 use molten_testkit::docker::Dockerd;
-use molten_testkit::etcd::{EtcdServer, ServerTls};
 use molten_testkit::fixtures;
-use molten_testkit::pki::{enroll_for_test, TestCa};
+use molten_testkit::pki::TestTrust;
 
 /// systemd as on a booted node where nothing needs restarting: calls succeed, units are idle.
 struct IdleSystemd;
@@ -76,60 +75,30 @@ fn options(root: &Path, docker: &Dockerd) -> Options {
         config: None,
         etcd: None,
         docker_host: Some(docker.host()),
+        docker_client: None,
         stage: Stage::All,
         etcd_retry: Retry::with_budget(Duration::from_secs(10)),
     }
 }
 
 fn bench(c: &mut Criterion) {
-    let etcd = EtcdServer::start().expect("etcd starts");
+    let pki = tempfile::tempdir().unwrap();
+    let trust = TestTrust::new(pki.path()).unwrap();
+    let etcd = trust.start_etcd("m0").expect("etcd with TLS starts");
     let docker = Dockerd::start().expect("dockerd starts");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    // The member creates a user and role for both (the authority is offline: node.json's roster).
+    let roster = ["warm-tls", "cold"];
 
-    // warm: converge once, then measure runs with nothing to do.
-    let warm_root = tempfile::tempdir().unwrap();
-    prepare_root(warm_root.path(), &config("warm", 0, &etcd.endpoint()));
-    let warm = options(warm_root.path(), &docker);
-    let first = rt.block_on(converge(&warm, &IdleSystemd)).unwrap();
-    assert!(first.ok(), "{:#?}", first.steps);
-    c.bench_function("converge_warm", |b| {
-        b.iter(|| {
-            let report = rt.block_on(converge(&warm, &IdleSystemd)).unwrap();
-            assert!(report.ok() && !report.changed(), "{:#?}", report.steps);
-        })
-    });
-
-    // warm_tls: an enrolled member, etcd with mutual TLS and access control.
-    let pki = tempfile::tempdir().unwrap();
-    let etcd_ca = TestCa::new("etcd", pki.path()).unwrap();
-    let docker_ca = TestCa::new("docker", pki.path()).unwrap();
-    let authority_ca = TestCa::new("authority", pki.path()).unwrap();
-    let member = etcd_ca.issue("m0", &["127.0.0.1"]).unwrap();
-    let tls_etcd = EtcdServer::start_tls(
-        "m0",
-        ServerTls {
-            ca: etcd_ca.cert.clone(),
-            cert: member.cert,
-            key: member.key,
-        },
-    )
-    .expect("etcd with TLS starts");
+    // warm_tls: an enrolled member, converged once, then runs with nothing to do.
     let tls_root = tempfile::tempdir().unwrap();
-    let mut tls_config = config("warm-tls", 2, &tls_etcd.endpoint());
-    // The authority is offline (nothing listens): the roster comes from node.json.
-    let authority = ("https://127.0.0.1:9", authority_ca.cert_pem.as_str());
-    enroll_for_test(
-        tls_root.path(),
-        &mut tls_config,
-        &etcd_ca,
-        &docker_ca,
-        authority,
-        &["warm-tls"],
-    )
-    .unwrap();
+    let mut tls_config = config("warm-tls", 2, &etcd.endpoint());
+    trust
+        .enroll(tls_root.path(), &mut tls_config, &roster)
+        .unwrap();
     prepare_root(tls_root.path(), &tls_config);
     let warm_tls = options(tls_root.path(), &docker);
     let first = rt.block_on(converge(&warm_tls, &IdleSystemd)).unwrap();
@@ -141,23 +110,27 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // cold: a new node each time (fresh root, its etcd keys and Docker network removed); the
-    // CA exists from the warm node.
-    let cold_config = config("cold", 1, &etcd.endpoint());
+    // cold: a new enrolled worker each time (fresh root and identity, its etcd keys and Docker
+    // network removed as etcd's root).
+    let mut cold_config = config("cold", 1, &etcd.endpoint());
+    cold_config.node.roles = vec![Role::Worker];
     c.bench_function("converge_cold", |b| {
         b.iter_batched(
             || {
                 for prefix in [
-                    keys::node_tls("cold", ""),
                     keys::node_record("cold"),
                     keys::node_status("cold"),
                     cold_config.flannel.lease_key(cold_config.subnet().unwrap()),
                 ] {
-                    etcd.etcdctl(&["del", &prefix, "--prefix"]).unwrap();
+                    trust
+                        .etcdctl_root(&etcd.endpoint(), &["del", &prefix, "--prefix"])
+                        .unwrap();
                 }
                 let _ = docker.cli(&["network", "rm", "bench-cold"]);
                 let root = tempfile::tempdir().unwrap();
-                prepare_root(root.path(), &cold_config);
+                let mut config = cold_config.clone();
+                trust.enroll(root.path(), &mut config, &roster).unwrap();
+                prepare_root(root.path(), &config);
                 root
             },
             |root| {

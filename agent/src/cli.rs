@@ -11,7 +11,7 @@ const EXAMPLES: &str = "\
 Examples:
   mc converge --stage boot            run by mc.service at every boot
   mc converge --stage network         run by mc-network.service after Docker
-  mc converge --root /tmp/node --etcd http://127.0.0.1:2379
+  mc converge --root /tmp/node --etcd https://127.0.0.1:2379
                                       converge a directory tree (tests, operators)
   mc status                           the whole cluster: who failed, where, why
   mc bosh write --dir /var/lib/bosh   cloud-config.yml and cpi-config.yml
@@ -128,10 +128,17 @@ pub struct ConvergeArgs {
     /// Which steps to run.
     #[arg(long, value_enum, default_value_t = Stage::All)]
     pub stage: Stage,
-    /// Docker API: unix:///path, or tcp://host:port with the node's client
-    /// certificate [default: unix://<root>/var/run/docker.sock].
+    /// Docker API: unix:///path, or tcp://host:port with --docker-cert/--docker-key
+    /// [default: unix://<root>/var/run/docker.sock].
     #[arg(long, value_name = "URL")]
     pub docker_host: Option<String>,
+    /// A Docker client certificate (from `molten authority issue-client`) for a tcp:// host;
+    /// the node's Docker CA verifies the daemon.
+    #[arg(long, value_name = "PATH", requires_all = ["docker_key", "docker_host"])]
+    pub docker_cert: Option<PathBuf>,
+    /// The key of --docker-cert.
+    #[arg(long, value_name = "PATH", requires = "docker_cert")]
+    pub docker_key: Option<PathBuf>,
     /// Print the published status as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -150,9 +157,23 @@ pub struct StatusArgs {
     /// A converge older than this many days is shown as stale.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub stale_after: u64,
-    /// Do not try to connect to each node's Docker endpoint.
+    /// Do not probe each node's Docker endpoint.
     #[arg(long)]
     pub no_probe: bool,
+    /// Seconds each Docker probe (connect, TLS handshake, /_ping) may take; probes run at once.
+    #[arg(long, default_value_t = 3, value_name = "SECS")]
+    pub probe_timeout: u64,
+    /// The cluster's Docker CA (PEM): daemons must present a certificate from it for their
+    /// address, records must name it [default: the node config's trust.docker_ca].
+    #[arg(long, value_name = "PATH")]
+    pub docker_ca: Option<PathBuf>,
+    /// A Docker client certificate (from `molten authority issue-client`): the probe then also
+    /// asks each daemon `GET /_ping`.
+    #[arg(long, value_name = "PATH", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The key of --client-cert.
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,15 +204,15 @@ pub struct BoshArgs {
     /// Compilation workers.
     #[arg(long, default_value_t = 4)]
     pub workers: i64,
-    /// The Docker client certificate the CPIs present (from `molten authority issue-client`);
-    /// with an authority, node keys are never in etcd.
+    /// The Docker client certificate the CPIs present (from `molten authority issue-client`;
+    /// node keys are never in etcd). Required by cpi-config and write.
     #[arg(long, value_name = "PATH", requires = "client_key")]
     pub client_cert: Option<PathBuf>,
     /// The key of --client-cert.
     #[arg(long, value_name = "PATH", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
     /// The Docker CA (PEM) [default: the node config's trust.docker_ca].
-    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    #[arg(long, value_name = "PATH")]
     pub docker_ca: Option<PathBuf>,
 }
 
@@ -272,7 +293,7 @@ pub struct RestoreArgs {
     /// The restored member's name [default: the node's].
     #[arg(long)]
     pub name: Option<String>,
-    /// Its peer URL [default: http://<private IP>:2380].
+    /// Its peer URL [default: https://<private IP>:2380].
     #[arg(long, value_name = "URL")]
     pub peer_url: Option<String>,
     /// The etcdctl whose `snapshot restore` writes the data dir.
@@ -326,11 +347,11 @@ mod tests {
     #[test]
     fn etcd_endpoints_split_on_commas() {
         let cli =
-            Cli::try_parse_from(["mc", "converge", "--etcd", "http://a:1,http://b:2"]).unwrap();
+            Cli::try_parse_from(["mc", "converge", "--etcd", "https://a:1,https://b:2"]).unwrap();
         let Command::Converge(args) = cli.command else {
             panic!()
         };
-        assert_eq!(args.node.etcd.unwrap(), vec!["http://a:1", "http://b:2"]);
+        assert_eq!(args.node.etcd.unwrap(), vec!["https://a:1", "https://b:2"]);
         assert_eq!(args.stage, Stage::All);
     }
 }

@@ -29,6 +29,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 config: args.node.config.clone(),
                 etcd: args.node.etcd.clone(),
                 docker_host: args.docker_host,
+                docker_client: match (args.docker_cert, args.docker_key) {
+                    (Some(cert), Some(key)) => Some(converge::DockerClient { cert, key }),
+                    _ => None,
+                },
                 stage: args.stage,
                 etcd_retry: retry(&args.node),
             };
@@ -63,11 +67,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let mut client = connect(&args.node).await?;
-            let rules = records::rules(&mut client, node_config(&args.node)?.as_deref()).await?;
+            let mut rules =
+                records::rules(&mut client, node_config(&args.node)?.as_deref()).await?;
+            if let Some(path) = &args.docker_ca {
+                rules = rules.with_docker_ca(&read_text(path)?)?;
+            }
             let options = StatusOptions {
                 stale_after: Duration::from_secs(args.stale_after * 24 * 3600),
-                probe: !args.no_probe,
-                ..StatusOptions::default()
+                prober: if args.no_probe {
+                    None
+                } else {
+                    Some(prober(&args)?)
+                },
             };
             let views = status::collect(&mut client, &rules, &options).await?;
             if args.json {
@@ -179,37 +190,49 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
         BoshCommand::CloudConfig(a) | BoshCommand::CpiConfig(a) => a,
         BoshCommand::Write { args, .. } => args,
     };
-    let mut client = connect(&args.node).await?;
-    let rules = records::rules(&mut client, node_config(&args.node)?.as_deref()).await?;
-    let inputs = match (&args.client_cert, &args.client_key) {
-        (Some(cert), Some(key)) => {
-            let read = |p: &std::path::Path| {
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
-            };
-            let pair = crate::pki::Pair {
-                cert_pem: read(cert)?,
-                key_pem: read(key)?,
-            };
-            let docker_ca = match &args.docker_ca {
-                Some(path) => read(path)?,
-                None => {
-                    node_trust(&args.node)?
-                        .context("no --docker-ca and no trust section in the node config")?
-                        .docker_ca
-                }
-            };
-            bosh::load_with_client(&mut client, &rules, &docker_ca, pair).await?
-        }
-        _ => {
-            if node_trust(&args.node).ok().flatten().is_some() {
-                anyhow::bail!(
-                    "this cluster keeps no keys in etcd: pass --client-cert and --client-key \
-                     (a Docker client certificate from `molten authority issue-client`)"
-                );
-            }
-            bosh::load(&mut client, &rules).await?
-        }
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
     };
+    // Node keys are never in etcd: the CPIs present the operator's certificate.
+    let client = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Some(crate::identity::Pair {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+        }),
+        _ => None,
+    };
+    let needs_client = !matches!(command, BoshCommand::CloudConfig(_));
+    if needs_client && client.is_none() {
+        anyhow::bail!(
+            "the cpi-config needs a Docker client certificate: pass --client-cert and \
+             --client-key (from `molten authority issue-client --name bosh`)"
+        );
+    }
+    let docker_ca =
+        match &args.docker_ca {
+            Some(path) => read(path)?,
+            None => node_trust(&args.node)?
+                .context(
+                    "no --docker-ca and no node config: give the Docker CA (docker-ca.pem of the \
+                     authority)",
+                )?
+                .docker_ca,
+        };
+    let now = crate::timestamp::now();
+    crate::identity::check_ca("the Docker CA", &docker_ca, now)?;
+    if let (Some(pair), Some(cert)) = (&client, &args.client_cert) {
+        crate::identity::check_presented(
+            &format!("--client-cert {}", cert.display()),
+            &pair.cert_pem,
+            Some(&docker_ca),
+            now,
+        )?;
+    }
+    let mut etcd = connect(&args.node).await?;
+    let rules = records::rules(&mut etcd, node_config(&args.node)?.as_deref())
+        .await?
+        .with_docker_ca(&docker_ca)?;
+    let inputs = bosh::load(&mut etcd, &rules, &docker_ca).await?;
     for node in &inputs.left_out {
         eprintln!(
             "mc bosh: warning: node {} left out: {}",
@@ -219,9 +242,13 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
     let options = cloud_options(args);
     match &command {
         BoshCommand::CloudConfig(_) => print!("{}", bosh::cloud_config(&inputs, &options)),
-        BoshCommand::CpiConfig(_) => print!("{}", bosh::cpi_config(&inputs)),
+        BoshCommand::CpiConfig(_) => {
+            let client = client.as_ref().context("checked above")?;
+            print!("{}", bosh::cpi_config(&inputs, client))
+        }
         BoshCommand::Write { dir, .. } => {
-            let written = bosh::write(dir, &inputs, &options)?;
+            let client = client.as_ref().context("checked above")?;
+            let written = bosh::write(dir, &inputs, client, &options)?;
             if written.is_empty() {
                 println!("unchanged: {}", dir.display());
             } else {
@@ -281,13 +308,55 @@ fn cloud_options(args: &BoshArgs) -> CloudOptions {
     }
 }
 
+/// The Docker probe of `mc status`: the Docker CA from `--docker-ca` or node.json's trust
+/// section, and the operator's client certificate when given. Both are checked (clock, validity
+/// windows, issuer) before any connection; without a Docker CA only TCP is tried (and says so).
+fn prober(args: &crate::cli::StatusArgs) -> Result<crate::docker::probe::Prober> {
+    let docker_ca = match &args.docker_ca {
+        Some(path) => Some(read_text(path)?),
+        None => node_trust(&args.node)?.map(|trust| trust.docker_ca),
+    };
+    let now = crate::timestamp::now();
+    if let Some(ca) = &docker_ca {
+        crate::identity::check_ca("the Docker CA", ca, now)?;
+    }
+    let client = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => {
+            anyhow::ensure!(
+                docker_ca.is_some(),
+                "--client-cert needs the Docker CA: pass --docker-ca (off a node, there is no \
+                 node config to take it from)"
+            );
+            let cert_pem = read_text(cert)?;
+            crate::identity::check_presented(
+                &format!("--client-cert {}", cert.display()),
+                &cert_pem,
+                docker_ca.as_deref(),
+                now,
+            )?;
+            Some((cert_pem, read_text(key)?))
+        }
+        _ => None,
+    };
+    crate::docker::probe::Prober::new(
+        docker_ca.as_deref(),
+        client.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+        Duration::from_secs(args.probe_timeout),
+    )
+    .context("the Docker probe")
+}
+
+fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// The node config's trust section, when there is a node config.
 fn node_trust(node: &NodeArgs) -> Result<Option<molten_contract::TrustSettings>> {
     let path = config_path(&node.root, &node.config);
     if node.config.is_none() && !path.exists() {
         return Ok(None);
     }
-    Ok(converge::load_config(&path)?.into_node_config().trust)
+    Ok(Some(converge::load_config(&path)?.into_node_config().trust))
 }
 
 /// The node config and its trust settings (enroll and renew need both).
@@ -296,12 +365,7 @@ fn trust_settings(
 ) -> Result<(molten_contract::NodeConfig, crate::enroll::Settings)> {
     let path = config_path(&local.root, &local.config);
     let config = converge::load_config(&path)?;
-    let mut settings = crate::enroll::Settings::from_config(&config).with_context(|| {
-        format!(
-            "{} has no trust section: this node was composed without an authority",
-            path.display()
-        )
-    })?;
+    let mut settings = crate::enroll::Settings::from_config(&config);
     settings.private_ip = crate::address::private_ip(&local.root, &config).ok();
     Ok((config.into_node_config(), settings))
 }

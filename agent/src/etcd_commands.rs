@@ -9,7 +9,7 @@ use crate::cli::{EtcdCommand, NodeArgs, RestoreArgs, SnapshotArgs};
 use crate::etcd::membership::{self, MemberHealth};
 use crate::etcd::snapshot::{self, RestoreOptions, SnapshotRecord};
 use crate::etcd::Etcd;
-use crate::node_access::{exit, session};
+use crate::node_access::{admin_session, exit, session};
 
 pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
     match command {
@@ -24,7 +24,7 @@ pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
             Ok(exit(members.iter().all(|m| m.health.status.is_some())))
         }
         EtcdCommand::Remove { node, name } => {
-            let mut etcd = session(&node).await?;
+            let mut etcd = admin_session(&node).await?;
             let removed = membership::remove_by_name(&mut etcd, &name).await?;
             println!(
                 "removed etcd member {} ({:x}); the cluster no longer waits for it",
@@ -38,7 +38,7 @@ pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
                 Some(name) => name,
                 None => node_name(&node)?,
             };
-            let mut etcd = session(&node).await?;
+            let mut etcd = admin_session(&node).await?;
             let promoted =
                 membership::promote_by_name(&mut etcd, &name, Duration::from_secs(wait)).await?;
             if promoted {
@@ -59,7 +59,7 @@ async fn take_snapshot(args: SnapshotArgs) -> Result<ExitCode> {
         .dir
         .clone()
         .unwrap_or_else(|| crate::fs::under_root(&args.node.root, snapshot::SNAPSHOT_DIR));
-    let mut etcd = session(&args.node).await?;
+    let mut etcd = admin_session(&args.node).await?;
     let record = snapshot::take(&mut etcd, &name, &dir, args.keep).await?;
     println!(
         "saved {} ({} bytes, sha256 {}) in {:.1}s",

@@ -69,23 +69,16 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
         .clone()
         .unwrap_or(config.etcd.endpoints.clone());
     let name = config.node.name.clone();
-    // With an authority, peers speak TLS and adding a member needs the root identity.
+    // Peers speak TLS, and adding a member needs the root identity (access control is on).
     let trust = crate::enroll::Settings::from_config(&config);
-    let peer_url = match trust {
-        Some(_) => peer_url(ip, options.peer_port).replacen("http://", "https://", 1),
-        None => peer_url(ip, options.peer_port),
-    };
+    let peer_url = peer_url(ip, options.peer_port);
     let data_dir = options
         .data_dir
         .clone()
         .unwrap_or_else(|| under_root(&options.root, DEFAULT_DATA_DIR));
-    let tls = trust
-        .as_ref()
-        .map(|s| {
-            crate::converge::trust::etcd_tls(&options.root, s, crate::identity::Kind::EtcdAdmin)
-        })
-        .transpose()?;
-    let mut etcd = Etcd::connect_tls(&endpoints, options.retry, tls).await?;
+    let tls =
+        crate::converge::trust::etcd_tls(&options.root, &trust, crate::identity::Kind::EtcdAdmin)?;
+    let mut etcd = Etcd::connect(&endpoints, options.retry, tls).await?;
 
     let members = membership::list(&mut etcd).await?;
     let has_data = member_data_present(&data_dir)?;
@@ -208,7 +201,7 @@ fn move_aside(data_dir: &Path) -> Result<PathBuf> {
 }
 
 pub fn peer_url(ip: Ipv4Addr, port: u16) -> String {
-    format!("http://{ip}:{port}")
+    format!("https://{ip}:{port}")
 }
 
 fn is_us(member: &Member, name: &str, peer_url: &str) -> bool {
@@ -263,29 +256,29 @@ mod tests {
     #[test]
     fn initial_cluster_names_this_unstarted_member() {
         let members = [
-            m("seed", "http://10.0.0.1:2380"),
-            m("", "http://10.0.0.2:2380"),
+            m("seed", "https://10.0.0.1:2380"),
+            m("", "https://10.0.0.2:2380"),
         ];
-        let text = initial_cluster(&members, "node-1", "http://10.0.0.2:2380").unwrap();
+        let text = initial_cluster(&members, "node-1", "https://10.0.0.2:2380").unwrap();
         assert_eq!(
             text,
-            "node-1=http://10.0.0.2:2380,seed=http://10.0.0.1:2380"
+            "node-1=https://10.0.0.2:2380,seed=https://10.0.0.1:2380"
         );
     }
 
     #[test]
     fn another_unstarted_member_is_an_error() {
         let members = [
-            m("seed", "http://10.0.0.1:2380"),
-            m("", "http://10.0.0.3:2380"),
+            m("seed", "https://10.0.0.1:2380"),
+            m("", "https://10.0.0.3:2380"),
         ];
-        let err = initial_cluster(&members, "node-1", "http://10.0.0.2:2380").unwrap_err();
+        let err = initial_cluster(&members, "node-1", "https://10.0.0.2:2380").unwrap_err();
         assert!(err.to_string().contains("10.0.0.3"), "{err}");
     }
 
     #[test]
     fn env_file_says_existing() {
-        let text = env_text("n1", "n1=http://a:2380");
+        let text = env_text("n1", "n1=https://a:2380");
         assert!(text.contains("ETCD_INITIAL_CLUSTER_STATE=existing\n"));
         assert!(text.contains("ETCD_NAME=n1\n"));
     }

@@ -163,6 +163,69 @@ pub fn check_clock(now: OffsetDateTime) -> Result<()> {
     Ok(())
 }
 
+/// Checks a trust root from node.json (or an operator's file) is within its validity window now:
+/// an expired or not-yet-valid CA would make every certificate it signed fail (or be refused) for
+/// a reason that names the leaf, not the root. `name` says which CA (`trust.docker_ca`, …).
+pub fn check_ca(name: &str, ca_pem: &str, now: OffsetDateTime) -> Result<()> {
+    check_clock(now)?;
+    let der = pem_to_der(ca_pem).with_context(|| name.to_string())?;
+    let (_, ca) = X509Certificate::from_der(&der)
+        .map_err(|e| anyhow!("{name}: the CA certificate does not parse: {e}"))?;
+    let (from, until) = (
+        ca.validity().not_before.to_datetime(),
+        ca.validity().not_after.to_datetime(),
+    );
+    let window = format!(
+        "valid from {} until {}",
+        crate::timestamp::rfc3339(from),
+        crate::timestamp::rfc3339(until)
+    );
+    anyhow::ensure!(
+        until > now,
+        "{name}: the CA certificate expired ({window}; now {})",
+        crate::timestamp::rfc3339(now)
+    );
+    anyhow::ensure!(
+        from <= now + Duration::minutes(5),
+        "{name}: the CA certificate is not valid yet ({window}; now {})",
+        crate::timestamp::rfc3339(now)
+    );
+    Ok(())
+}
+
+/// Checks a certificate mc presents for an operator (`--etcd-cert`, `--client-cert`): the clock,
+/// the certificate's validity window and, with `ca_pem`, that the CA signed it. `what` names it.
+pub fn check_presented(
+    what: &str,
+    cert_pem: &str,
+    ca_pem: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<()> {
+    check_clock(now)?;
+    let der = pem_to_der(cert_pem).with_context(|| what.to_string())?;
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| anyhow!("{what}: the certificate does not parse: {e}"))?;
+    let (from, until) = (
+        cert.validity().not_before.to_datetime(),
+        cert.validity().not_after.to_datetime(),
+    );
+    anyhow::ensure!(
+        until > now && from <= now + Duration::minutes(5),
+        "{what}: the certificate is not valid now (valid from {} until {}; now {})",
+        crate::timestamp::rfc3339(from),
+        crate::timestamp::rfc3339(until),
+        crate::timestamp::rfc3339(now)
+    );
+    if let Some(ca_pem) = ca_pem {
+        let ca_der = pem_to_der(ca_pem).context("the CA certificate")?;
+        let (_, ca) = X509Certificate::from_der(&ca_der)
+            .map_err(|e| anyhow!("the CA certificate does not parse: {e}"))?;
+        cert.verify_signature(Some(ca.public_key()))
+            .map_err(|_| anyhow!("{what}: not signed by the given CA"))?;
+    }
+    Ok(())
+}
+
 /// The first certificate of a PEM text, as DER.
 pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
     let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
@@ -251,6 +314,12 @@ pub struct Roots {
 }
 
 impl Roots {
+    /// Both roots are within their validity windows now.
+    pub fn check(&self, now: OffsetDateTime) -> Result<()> {
+        check_ca("trust.etcd_ca (the etcd CA)", &self.etcd_ca, now)?;
+        check_ca("trust.docker_ca (the Docker CA)", &self.docker_ca, now)
+    }
+
     pub fn pem(&self, root: Root) -> &str {
         match root {
             Root::Etcd => &self.etcd_ca,
@@ -271,6 +340,7 @@ pub enum Held {
 /// Looks at the identity on disk: every kind of `kinds` must be usable now.
 pub fn held(dir: &IdentityDir, kinds: &[Kind], roots: &Roots, now: OffsetDateTime) -> Result<Held> {
     check_clock(now)?;
+    roots.check(now)?;
     let mut infos = Vec::new();
     for &kind in kinds {
         let Some(pair) = dir.load(kind)? else {
@@ -305,8 +375,16 @@ pub(crate) mod tests {
 
     impl TestCa {
         pub(crate) fn new(name: &str) -> Self {
+            let now = OffsetDateTime::now_utc();
+            Self::valid(name, now - Duration::days(1), now + Duration::days(3650))
+        }
+
+        /// A CA valid from `from` until `until`.
+        pub(crate) fn valid(name: &str, from: OffsetDateTime, until: OffsetDateTime) -> Self {
             let key = generate_key().unwrap();
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.not_before = from;
+            params.not_after = until;
             params
                 .distinguished_name
                 .push(rcgen::DnType::CommonName, name);
@@ -430,6 +508,77 @@ pub(crate) mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_ca_outside_its_window_is_named_with_its_window() {
+        let expired = TestCa::valid("x", now() - Duration::days(20), now() - Duration::days(10));
+        let err = format!(
+            "{:#}",
+            check_ca("trust.docker_ca", &expired.pem, now()).unwrap_err()
+        );
+        assert!(
+            err.starts_with("trust.docker_ca: the CA certificate expired (valid from ")
+                && err.contains(" until ")
+                && err.contains("; now "),
+            "{err}"
+        );
+        let future = TestCa::valid("x", now() + Duration::days(10), now() + Duration::days(20));
+        let err = format!(
+            "{:#}",
+            check_ca("trust.etcd_ca", &future.pem, now()).unwrap_err()
+        );
+        assert!(
+            err.starts_with("trust.etcd_ca: the CA certificate is not valid yet"),
+            "{err}"
+        );
+        check_ca("trust.etcd_ca", &TestCa::new("x").pem, now()).unwrap();
+        let err = check_ca("trust.etcd_ca", "junk", now()).unwrap_err();
+        assert!(format!("{err:#}").starts_with("trust.etcd_ca: "), "{err:#}");
+
+        // held() refuses to judge the identity against an expired root, naming the root.
+        let root = tempfile::tempdir().unwrap();
+        let dir = IdentityDir::new(root.path(), "/var/lib/molten");
+        let roots = Roots {
+            etcd_ca: TestCa::new("etcd").pem,
+            docker_ca: expired.pem.clone(),
+        };
+        let err = format!(
+            "{:#}",
+            held(&dir, &[Kind::EtcdClient], &roots, now()).unwrap_err()
+        );
+        assert!(
+            err.contains("trust.docker_ca (the Docker CA): the CA certificate expired"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_presented_certificate_is_checked_for_window_and_issuer() {
+        let ca = TestCa::new("docker");
+        let good = ca.pair("bosh", now() - Duration::days(1), now() + Duration::days(1));
+        check_presented("--client-cert c.pem", &good.cert_pem, Some(&ca.pem), now()).unwrap();
+        let old = ca.pair("bosh", now() - Duration::days(3), now() - Duration::days(1));
+        let err = check_presented("--client-cert c.pem", &old.cert_pem, None, now()).unwrap_err();
+        assert!(
+            format!("{err}").starts_with("--client-cert c.pem: the certificate is not valid now"),
+            "{err}"
+        );
+        let other = TestCa::new("other");
+        let err = check_presented(
+            "--client-cert c.pem",
+            &good.cert_pem,
+            Some(&other.pem),
+            now(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err}").contains("not signed by the given CA"),
+            "{err}"
+        );
+        let err = check_presented("x", &good.cert_pem, None, build_time() - Duration::days(1))
+            .unwrap_err();
+        assert!(format!("{err}").contains("time synchronisation"), "{err}");
     }
 
     #[test]

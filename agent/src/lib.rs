@@ -23,7 +23,6 @@ pub mod identity;
 pub mod lock;
 pub mod node_access;
 pub mod outcome;
-pub mod pki;
 pub mod records;
 pub mod status;
 pub mod systemd;

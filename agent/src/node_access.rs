@@ -45,21 +45,38 @@ pub fn config_path(
         .unwrap_or_else(|| crate::fs::under_root(root, molten_contract::NODE_CONFIG_PATH))
 }
 
-/// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else
-/// with the node's enrolled etcd-client identity when the node config has a trust section.
+/// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else with
+/// the node's enrolled etcd-client identity.
 pub async fn connect(node: &NodeArgs) -> Result<Client> {
     let (endpoints, tls) = etcd_target(node)?;
-    etcd::connect_tls(&endpoints, retry(node), tls).await
+    etcd::connect(&endpoints, retry(node), tls).await
 }
 
 /// A retrying session to etcd, found and authenticated as [`connect`] does.
 pub async fn session(node: &NodeArgs) -> Result<etcd::Etcd> {
     let (endpoints, tls) = etcd_target(node)?;
-    etcd::Etcd::connect_tls(&endpoints, retry(node), tls).await
+    etcd::Etcd::connect(&endpoints, retry(node), tls).await
+}
+
+/// A session for what etcd reserves to `root` once access control is on (membership changes,
+/// snapshots): on a member, as its enrolled etcd-admin identity; elsewhere as [`session`] (an
+/// operator passes a root certificate with `--etcd-cert`).
+pub async fn admin_session(node: &NodeArgs) -> Result<etcd::Etcd> {
+    let (endpoints, tls) = etcd_target_as(node, crate::identity::Kind::EtcdAdmin)?;
+    etcd::Etcd::connect(&endpoints, retry(node), tls).await
 }
 
 /// The endpoints and client TLS for `node`'s arguments.
-pub fn etcd_target(node: &NodeArgs) -> Result<(Vec<String>, Option<etcd::EtcdTls>)> {
+pub fn etcd_target(node: &NodeArgs) -> Result<(Vec<String>, etcd::EtcdTls)> {
+    etcd_target_as(node, crate::identity::Kind::EtcdClient)
+}
+
+/// [`etcd_target`], preferring the node's `preferred` identity when the node holds that kind
+/// (members hold etcd-admin, workers do not).
+fn etcd_target_as(
+    node: &NodeArgs,
+    preferred: crate::identity::Kind,
+) -> Result<(Vec<String>, etcd::EtcdTls)> {
     let path = config_path(&node.root, &node.config);
     // With --etcd, the node config is read only for the node's identity, when there is one.
     let needs_config = node.etcd.is_none()
@@ -77,19 +94,22 @@ pub fn etcd_target(node: &NodeArgs) -> Result<(Vec<String>, Option<etcd::EtcdTls
         (None, Some(config)) => config.etcd.endpoints.clone(),
         (None, None) => anyhow::bail!("no --etcd and no node config"),
     };
-    let tls = match (&node.etcd_cert, &node.etcd_key, &node.etcd_ca) {
-        (Some(cert), Some(key), Some(ca)) => Some(etcd::EtcdTls::from_files(ca, cert, key)?),
-        _ => match config
-            .as_ref()
-            .and_then(|c| crate::enroll::Settings::from_config(c))
-        {
-            Some(settings) => Some(crate::converge::trust::etcd_tls(
-                &node.root,
-                &settings,
-                crate::identity::Kind::EtcdClient,
-            )?),
-            None => None,
-        },
+    etcd::check_endpoints(&endpoints)?;
+    let tls = match (&node.etcd_cert, &node.etcd_key, &node.etcd_ca, &config) {
+        (Some(cert), Some(key), Some(ca), _) => etcd::EtcdTls::from_files(ca, cert, key)?,
+        (_, _, _, Some(config)) => {
+            let settings = crate::enroll::Settings::from_config(config);
+            let kind = if settings.kinds().contains(&preferred) {
+                preferred
+            } else {
+                crate::identity::Kind::EtcdClient
+            };
+            crate::converge::trust::etcd_tls(&node.root, &settings, kind)?
+        }
+        (_, _, _, None) => anyhow::bail!(
+            "etcd takes only mutual TLS: give --etcd-cert, --etcd-key and --etcd-ca (e.g. from \
+             `molten authority issue-client --etcd-root`), or run on a node"
+        ),
     };
     Ok((endpoints, tls))
 }

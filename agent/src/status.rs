@@ -9,6 +9,7 @@ use etcd_client::Client;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::docker::probe::{Outcome, ProbeView, Prober};
 use crate::records::{self, Checked, NodeRecord, Rules, Status};
 use crate::text::{bound, escape, MAX_ERROR_BYTES};
 
@@ -16,11 +17,12 @@ use crate::text::{bound, escape, MAX_ERROR_BYTES};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
-    /// Last converge succeeded, recently enough, and Docker's TLS port answers.
+    /// Last converge succeeded, recently enough, and Docker's endpoint passed the probe.
     Ok,
     /// A step of the last converge failed (see `failed_step`, `error`).
     Failed,
-    /// Docker's TLS port did not accept a connection (node down or Docker not running).
+    /// Docker's endpoint failed the probe: refused, timed out, wrong certificate, ping failed
+    /// (see `probe`).
     Unreachable,
     /// The last converge is older than the stale threshold: certificates are renewed only when
     /// `mc converge` runs, so run it (or reboot).
@@ -50,15 +52,16 @@ pub struct NodeView {
     /// The node's first certificate expiry (RFC 3339) and a warning when it is near.
     pub cert_expiry: Option<String>,
     pub cert_warning: Option<String>,
+    /// What the Docker probe found (absent with `--no-probe` or without a valid record).
+    pub probe: Option<ProbeView>,
 }
 
 /// Options of `mc status`.
 #[derive(Debug, Clone)]
 pub struct StatusOptions {
     pub stale_after: Duration,
-    /// Try a TCP connection to each node's Docker endpoint.
-    pub probe: bool,
-    pub probe_timeout: Duration,
+    /// Probes each node's Docker endpoint (`None`: no probe).
+    pub prober: Option<Prober>,
 }
 
 impl Default for StatusOptions {
@@ -67,8 +70,7 @@ impl Default for StatusOptions {
             // The certificate renewal window: past it, a node that never converges may let its
             // Docker certificate expire.
             stale_after: Duration::from_secs(30 * 24 * 3600),
-            probe: true,
-            probe_timeout: Duration::from_secs(1),
+            prober: None,
         }
     }
 }
@@ -108,17 +110,17 @@ pub async fn collect(
     names.dedup();
     // Probe every node at once: a cluster of dead nodes costs one timeout, not one per node.
     let mut probes = tokio::task::JoinSet::new();
-    if options.probe {
+    if let Some(prober) = &options.prober {
         for record in records.values() {
-            let (name, endpoint, timeout) = (
+            let (name, endpoint, prober) = (
                 record.name.clone(),
                 record.docker_endpoint.clone(),
-                options.probe_timeout,
+                prober.clone(),
             );
-            probes.spawn(async move { (name, probe(&endpoint, timeout).await) });
+            probes.spawn(async move { (name, prober.probe(&endpoint).await) });
         }
     }
-    let reachable: BTreeMap<String, bool> = probes.join_all().await.into_iter().collect();
+    let probed: BTreeMap<String, Outcome> = probes.join_all().await.into_iter().collect();
     let now = OffsetDateTime::now_utc();
     Ok(names
         .into_iter()
@@ -126,12 +128,11 @@ pub async fn collect(
             if let Some((health, reason)) = unusable.get(name) {
                 return unusable_view(name, *health, reason);
             }
-            let reachable = reachable.get(name).copied();
             view(
                 name,
                 records.get(name),
                 statuses.get(name),
-                reachable,
+                probed.get(name),
                 now,
                 options,
             )
@@ -154,6 +155,7 @@ fn unusable_view(name: &str, health: Health, reason: &str) -> NodeView {
         error: Some(reason.to_string()),
         cert_expiry: None,
         cert_warning: None,
+        probe: None,
     }
 }
 
@@ -162,7 +164,7 @@ pub fn view(
     name: &str,
     record: Option<&NodeRecord>,
     status: Option<&Result<Status, String>>,
-    reachable: Option<bool>,
+    probe: Option<&Outcome>,
     now: OffsetDateTime,
     options: &StatusOptions,
 ) -> NodeView {
@@ -179,6 +181,7 @@ pub fn view(
         error: None,
         cert_expiry: None,
         cert_warning: None,
+        probe: probe.map(ProbeView::from),
     };
     if let Some(expiry) = record.and_then(crate::cert_expiry::earliest) {
         v.cert_expiry = Some(crate::timestamp::rfc3339(expiry));
@@ -202,8 +205,8 @@ pub fn view(
         v.failed_step = Some(step.name.clone());
         v.error = step.error.clone();
         Health::Failed
-    } else if reachable == Some(false) {
-        v.error = Some("Docker endpoint does not accept connections".to_string());
+    } else if let Some(failed) = probe.filter(|p| !p.is_ok()) {
+        v.error = Some(format!("Docker {failed}"));
         Health::Unreachable
     } else if age.is_none_or(|a| a > options.stale_after.as_secs() as i64) {
         Health::Stale
@@ -211,16 +214,6 @@ pub fn view(
         Health::Ok
     };
     v
-}
-
-async fn probe(endpoint: &str, timeout: Duration) -> bool {
-    let Some(addr) = endpoint.strip_prefix("tcp://") else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
 }
 
 /// `1d3h`, `5m`, `42s`.
@@ -238,7 +231,7 @@ pub fn human_age(seconds: i64) -> String {
 /// record cannot move the cursor, recolour the terminal or forge a line.
 pub fn table(views: &[NodeView]) -> String {
     let dash = || "-".to_string();
-    let rows: Vec<[String; 7]> = views
+    let rows: Vec<[String; 8]> = views
         .iter()
         .map(|v| {
             [
@@ -250,6 +243,10 @@ pub fn table(views: &[NodeView]) -> String {
                     .map(|a| format!("{} ago", human_age(a)))
                     .unwrap_or_else(dash),
                 format!("{:?}", v.health).to_lowercase(),
+                v.probe
+                    .as_ref()
+                    .map(|p| p.summary.to_string())
+                    .unwrap_or_else(dash),
                 match (&v.failed_step, &v.error) {
                     (Some(step), Some(e)) => format!("{step}: {e}"),
                     (None, Some(e)) => e.clone(),
@@ -266,6 +263,7 @@ pub fn table(views: &[NodeView]) -> String {
         "DOCKER",
         "CONVERGED",
         "HEALTH",
+        "PROBE",
         "DETAIL",
     ];
     let mut widths = header.map(str::len);
@@ -316,7 +314,7 @@ mod tests {
         Status {
             node: "n0".into(),
             steps: vec![StepOutcome {
-                name: "pki".into(),
+                name: "flannel".into(),
                 stage: "boot".into(),
                 state: if failed {
                     State::Failed
@@ -341,22 +339,40 @@ mod tests {
         let o = StatusOptions::default();
         let ok = Ok(status(now - time::Duration::minutes(5), false));
         assert_eq!(
-            view("n0", None, Some(&ok), Some(true), now, &o).health,
+            view(
+                "n0",
+                None,
+                Some(&ok),
+                Some(&Outcome::Ok { pinged: true }),
+                now,
+                &o
+            )
+            .health,
             Health::Ok
         );
+        let wrong = Outcome::WrongCertificate("not issued by the cluster's Docker CA".into());
+        let v = view("n0", None, Some(&ok), Some(&wrong), now, &o);
+        assert_eq!(v.health, Health::Unreachable);
         assert_eq!(
-            view("n0", None, Some(&ok), Some(false), now, &o).health,
-            Health::Unreachable
+            v.error.as_deref(),
+            Some("Docker wrong certificate: not issued by the cluster's Docker CA")
         );
+        assert_eq!(v.probe.unwrap().result, "wrong-certificate");
+        for fine in [Outcome::Ok { pinged: false }, Outcome::Connected] {
+            assert_eq!(
+                view("n0", None, Some(&ok), Some(&fine), now, &o).health,
+                Health::Ok
+            );
+        }
         let old = Ok(status(now - time::Duration::days(40), false));
         assert_eq!(
             view("n0", None, Some(&old), None, now, &o).health,
             Health::Stale
         );
         let failed = Ok(status(now, true));
-        let v = view("n0", None, Some(&failed), Some(false), now, &o);
+        let v = view("n0", None, Some(&failed), Some(&Outcome::Refused), now, &o);
         assert_eq!(v.health, Health::Failed);
-        assert_eq!(v.failed_step.as_deref(), Some("pki"));
+        assert_eq!(v.failed_step.as_deref(), Some("flannel"));
         assert_eq!(v.error.as_deref(), Some("etcd put failed"));
         assert_eq!(
             view("n0", None, None, None, now, &o).health,
@@ -379,7 +395,10 @@ mod tests {
         let text = table(&[v]);
         assert!(text.starts_with("NODE"), "{text}");
         assert!(text.contains("1m ago"), "{text}");
-        assert!(text.contains("failed  pki: etcd put failed"), "{text}");
+        assert!(
+            text.contains("failed  -      flannel: etcd put failed"),
+            "{text}"
+        );
         assert_eq!(human_age(90_000), "1d1h");
     }
 }

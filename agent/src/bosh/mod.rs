@@ -1,9 +1,10 @@
 //! `mc bosh`: BOSH cloud-config and cpi-config rendered from the node records in etcd.
 //!
 //! One AZ `z<zone>` per BOSH node, each with its own Docker CPI `docker-z<zone>` that talks to
-//! that node's dockerd over mutual TLS (the cluster CA and the node's client certificate); one
-//! manual network with a subnet per AZ on the node's flannel subnet. Output is sorted by zone and
-//! depends only on etcd, so it stays the same across reboots (certificates are stable).
+//! that node's dockerd over mutual TLS (the Docker CA and the operator's Docker client certificate
+//! from `molten authority issue-client`; no key comes from etcd); one manual network with a subnet
+//! per AZ on the node's flannel subnet. Output is sorted by zone and depends only on etcd and the
+//! given certificate, so it stays the same across reboots.
 
 mod yaml;
 
@@ -15,9 +16,9 @@ use etcd_client::Client;
 use molten_contract::{keys, Role};
 
 use crate::fs::{write_if_changed, MODE_PUBLIC, MODE_SECRET};
-use crate::pki::{self, Pair};
+use crate::identity::Pair;
 use crate::records::{self, Checked, NodeRecord, Rules};
-use crate::text::{bound, escape, MAX_ERROR_BYTES};
+use crate::text::escape;
 use yaml::{emit, Map, Value};
 
 /// The Docker API version the CPI speaks (Docker 18.06+).
@@ -46,17 +47,17 @@ impl Default for CloudOptions {
     }
 }
 
-/// One BOSH AZ: a node and the TLS material its CPI uses.
+/// One BOSH AZ: a node whose dockerd its CPI talks to.
 #[derive(Debug, Clone)]
 pub struct Zone {
     pub record: NodeRecord,
     pub network: String,
-    pub client: Pair,
 }
 
 /// Everything the two documents are made from.
 #[derive(Debug, Clone)]
 pub struct Inputs {
+    /// The Docker CA every node's dockerd trusts.
     pub ca_pem: String,
     /// Sorted by zone.
     pub zones: Vec<Zone>,
@@ -72,42 +73,12 @@ pub struct LeftOut {
     pub reason: String,
 }
 
-/// Reads the records of BOSH nodes (workers with BOSH enabled), their client certificates and
-/// the CA from etcd (clusters composed without an authority, whose keys are in etcd). A node
-/// whose record is invalid or newer than this mc, whose certificates are missing or whose record
-/// names another Docker CA is left out (see [`Inputs::left_out`]); so are both nodes of a zone
-/// claimed twice.
-pub async fn load(client: &mut Client, rules: &Rules) -> Result<Inputs> {
-    load_from(client, rules, None).await
-}
-
-/// The operator's Docker client certificate (`molten authority issue-client`) and the Docker
-/// CA: every CPI presents it; nothing secret comes from etcd.
-pub async fn load_with_client(
-    client: &mut Client,
-    rules: &Rules,
-    docker_ca: &str,
-    pair: Pair,
-) -> Result<Inputs> {
-    load_from(client, rules, Some((docker_ca, pair))).await
-}
-
-async fn load_from(
-    client: &mut Client,
-    rules: &Rules,
-    operator: Option<(&str, Pair)>,
-) -> Result<Inputs> {
-    let ca_pem = match &operator {
-        Some((ca, _)) => ca.to_string(),
-        None => {
-            crate::etcd::get(client, keys::CA_CERT)
-                .await?
-                .with_context(|| {
-                    format!("{} is missing: no node has converged yet", keys::CA_CERT)
-                })?
-                .value
-        }
-    };
+/// Reads the records of BOSH nodes (workers with BOSH enabled) from etcd; every CPI will trust
+/// `docker_ca`. A node whose record is invalid or newer than this mc, or names another Docker CA
+/// (its dockerd would refuse the operator's certificate, or is not ours), is left out (see
+/// [`Inputs::left_out`]); so are both nodes of a zone claimed twice.
+pub async fn load(etcd: &mut Client, rules: &Rules, docker_ca: &str) -> Result<Inputs> {
+    let ca_pem = docker_ca.to_string();
     let ca_fingerprint = crate::identity::fingerprint(&ca_pem).context("the Docker CA")?;
     let mut zones = Vec::new();
     let mut left_out = Vec::new();
@@ -117,7 +88,7 @@ async fn load_from(
             reason,
         })
     };
-    for entry in records::read_records(client, rules).await? {
+    for entry in records::read_records(etcd, rules).await? {
         let record = match entry.checked {
             Checked::Valid(record) => *record,
             Checked::Invalid(reason) => {
@@ -138,38 +109,19 @@ async fn load_from(
         if !record.has_role(Role::Worker) {
             continue;
         }
-        let client_pair = match &operator {
-            Some((_, pair)) => {
-                // The record names the CA its dockerd trusts: a CPI must not be pointed at a
-                // daemon that would not accept this certificate (or at an impostor's).
-                if record.ca_fingerprint != ca_fingerprint {
-                    leave_out(
-                        &record.name,
-                        format!(
-                            "its record names Docker CA {}, not the given one ({ca_fingerprint})",
-                            escape(&record.ca_fingerprint)
-                        ),
-                    );
-                    continue;
-                }
-                Ok(pair.clone())
-            }
-            None => pki::load_client_pair(client, &record.name).await,
-        };
-        match client_pair {
-            Ok(client_pair) => zones.push(Zone {
-                record,
-                network,
-                client: client_pair,
-            }),
-            Err(err) => leave_out(
+        // The record names the CA its dockerd trusts: a CPI must not be pointed at a daemon
+        // that would not accept this certificate (or at an impostor's).
+        if record.ca_fingerprint != ca_fingerprint {
+            leave_out(
                 &record.name,
                 format!(
-                    "no client certificate: {}",
-                    bound(&format!("{err:#}"), MAX_ERROR_BYTES)
+                    "its record names Docker CA {}, not the given one ({ca_fingerprint})",
+                    escape(&record.ca_fingerprint)
                 ),
-            ),
+            );
+            continue;
         }
+        zones.push(Zone { record, network });
     }
     zones.sort_by_key(|z| z.record.zone);
     let mut claimed_twice = std::collections::BTreeSet::new();
@@ -225,16 +177,17 @@ fn cpi(zone: u32) -> String {
     format!("docker-z{zone}")
 }
 
-/// `cpis:` one Docker CPI per AZ.
-pub fn cpi_config(inputs: &Inputs) -> String {
+/// `cpis:` one Docker CPI per AZ, each presenting the operator's Docker client certificate
+/// `client` (`molten authority issue-client`).
+pub fn cpi_config(inputs: &Inputs, client: &Pair) -> String {
     let cpis: Vec<Map> = inputs
         .zones
         .iter()
         .map(|z| {
             let tls = Map::new()
                 .with("ca", inputs.ca_pem.as_str())
-                .with("certificate", z.client.cert_pem.as_str())
-                .with("private_key", z.client.key_pem.as_str());
+                .with("certificate", client.cert_pem.as_str())
+                .with("private_key", client.key_pem.as_str());
             let properties = Map::new()
                 .with("host", z.record.docker_endpoint.as_str())
                 .with("api_version", CPI_API_VERSION)
@@ -316,7 +269,12 @@ pub const CPI_CONFIG_FILE: &str = "cpi-config.yml";
 
 /// Writes both documents into `dir`, each only if it changed (the cpi-config holds private keys:
 /// 0600). Returns the files written.
-pub fn write(dir: &Path, inputs: &Inputs, options: &CloudOptions) -> Result<Vec<String>> {
+pub fn write(
+    dir: &Path,
+    inputs: &Inputs,
+    client: &Pair,
+    options: &CloudOptions,
+) -> Result<Vec<String>> {
     let mut written = Vec::new();
     let files = [
         (
@@ -324,7 +282,7 @@ pub fn write(dir: &Path, inputs: &Inputs, options: &CloudOptions) -> Result<Vec<
             cloud_config(inputs, options),
             MODE_PUBLIC,
         ),
-        (CPI_CONFIG_FILE, cpi_config(inputs), MODE_SECRET),
+        (CPI_CONFIG_FILE, cpi_config(inputs, client), MODE_SECRET),
     ];
     for (name, text, mode) in files {
         if write_if_changed(&dir.join(name), text.as_bytes(), mode)? {

@@ -22,12 +22,6 @@ fn zone(name: &str, zone: u32, ip: &str) -> Zone {
             mc_version: "0.1.0".into(),
         },
         network: "bosh".into(),
-        client: Pair {
-            cert_pem: format!(
-                "-----BEGIN CERTIFICATE-----\n{name}cert\n-----END CERTIFICATE-----\n"
-            ),
-            key_pem: format!("-----BEGIN PRIVATE KEY-----\n{name}key\n-----END PRIVATE KEY-----\n"),
-        },
     }
 }
 
@@ -42,6 +36,14 @@ fn inputs() -> Inputs {
     }
 }
 
+/// The operator's Docker client certificate.
+fn client() -> Pair {
+    Pair {
+        cert_pem: "-----BEGIN CERTIFICATE-----\nboshcert\n-----END CERTIFICATE-----\n".into(),
+        key_pem: "-----BEGIN PRIVATE KEY-----\nboshkey\n-----END PRIVATE KEY-----\n".into(),
+    }
+}
+
 fn parse(text: &str) -> Yaml {
     YamlLoader::load_from_str(text).unwrap().remove(0)
 }
@@ -49,7 +51,7 @@ fn parse(text: &str) -> Yaml {
 #[test]
 fn cpi_config_has_one_docker_cpi_per_zone_with_tls() {
     let inputs = inputs();
-    let doc = parse(&cpi_config(&inputs));
+    let doc = parse(&cpi_config(&inputs, &client()));
     let cpis = doc["cpis"].as_vec().unwrap();
     assert_eq!(cpis.len(), 2);
     let c = &cpis[1];
@@ -65,11 +67,11 @@ fn cpi_config_has_one_docker_cpi_per_zone_with_tls() {
     assert_eq!(p["tls"]["ca"].as_str(), Some(inputs.ca_pem.as_str()));
     assert_eq!(
         p["tls"]["certificate"].as_str(),
-        Some(inputs.zones[1].client.cert_pem.as_str())
+        Some(client().cert_pem.as_str())
     );
     assert_eq!(
         p["tls"]["private_key"].as_str(),
-        Some(inputs.zones[1].client.key_pem.as_str())
+        Some(client().key_pem.as_str())
     );
 }
 
@@ -101,8 +103,8 @@ fn cloud_config_matches_the_bosh_shapes() {
 #[test]
 fn output_is_stable() {
     let a = inputs();
-    assert_eq!(cpi_config(&a), cpi_config(&a.clone()));
-    assert!(cpi_config(&a).ends_with('\n'));
+    assert_eq!(cpi_config(&a, &client()), cpi_config(&a.clone(), &client()));
+    assert!(cpi_config(&a, &client()).ends_with('\n'));
 }
 
 #[test]
@@ -110,11 +112,13 @@ fn write_only_writes_changes_and_protects_keys() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().unwrap();
     let options = CloudOptions::default();
-    let written = write(dir.path(), &inputs(), &options).unwrap();
+    let written = write(dir.path(), &inputs(), &client(), &options).unwrap();
     assert_eq!(written, vec![CLOUD_CONFIG_FILE, CPI_CONFIG_FILE]);
     let cpi = dir.path().join(CPI_CONFIG_FILE);
     let meta = std::fs::metadata(&cpi).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert!(write(dir.path(), &inputs(), &options).unwrap().is_empty());
+    assert!(write(dir.path(), &inputs(), &client(), &options)
+        .unwrap()
+        .is_empty());
     assert_eq!(std::fs::metadata(&cpi).unwrap().ino(), meta.ino());
 }

@@ -1,8 +1,8 @@
 //! `mc converge`: runs the steps of a stage in order, each reported, then publishes the result.
 //!
-//! Stage `boot` (mc.service, before flanneld and Docker): address, etcd, etcd-member (a learner
-//! of this node promoted once caught up; members only), flannel, pki, units,
-//! record. Stage `network` (mc-network.service, after Docker and flanneld): etcd,
+//! Stage `boot` (mc.service, before flanneld and Docker): address, identity (the enrolled
+//! identity valid, renewed when due), etcd, etcd-member (a learner of this node promoted once
+//! caught up; members only), rbac (members), flannel, units, record. Stage `network` (mc-network.service, after Docker and flanneld): etcd,
 //! docker-network. A step whose input is missing because an earlier step failed is `skipped`.
 
 mod network;
@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 
 pub use crate::outcome::{run_step, Done, State, StepOutcome};
 pub use network::docker_host;
-pub use options::{Options, Stage};
+pub use options::{DockerClient, Options, Stage};
 pub use record::{node_record, RecordCerts};
 
 use crate::config::Config;
@@ -167,13 +167,13 @@ mod tests {
         assert!(unchanged.ok() && !unchanged.changed());
         assert!(summary(&unchanged).ends_with("converge: unchanged\n"));
 
-        let changed = report(vec![step("pki", State::Changed, None)], None);
+        let changed = report(vec![step("identity", State::Changed, None)], None);
         assert!(summary(&changed).ends_with("converge: changed\n"));
 
-        let failed = report(vec![step("pki", State::Failed, Some("boom"))], None);
+        let failed = report(vec![step("identity", State::Failed, Some("boom"))], None);
         assert!(!failed.ok());
         let text = summary(&failed);
-        assert!(text.contains("pki") && text.contains("boom"), "{text}");
+        assert!(text.contains("identity") && text.contains("boom"), "{text}");
         assert!(text.ends_with("converge: failed\n"));
 
         let unpublished = report(

@@ -41,15 +41,24 @@ pub async fn ensure(options: &Options, config: &NodeConfig, subnet: Ipv4Net) -> 
         Some(mtu) => (mtu, "flannel"),
         None => (DEFAULT_FLANNEL_MTU, "default"),
     };
-    // Over TCP, Docker only speaks mutual TLS: use this node's client certificate.
-    let tls = host.starts_with("tcp://").then(|| {
-        let dir = crate::fs::under_root(&options.root, layout.tls_dir);
-        docker::ClientTls {
-            ca: dir.join(crate::pki::CA_FILE),
-            cert: dir.join(crate::pki::CLIENT_CERT_FILE),
-            key: dir.join(crate::pki::CLIENT_KEY_FILE),
-        }
-    });
+    // Over TCP, Docker only speaks mutual TLS: a client certificate from the Docker CA (the
+    // node holds only its server identity) and the node's installed Docker CA.
+    let tls = if host.starts_with("tcp://") {
+        let Some(client) = &options.docker_client else {
+            bail!(
+                "{host}: Docker over TCP needs a Docker client certificate (--docker-cert, \
+                 --docker-key; `molten authority issue-client`)"
+            );
+        };
+        let ca = super::trust::ca_paths(config).1;
+        Some(docker::ClientTls {
+            ca: crate::fs::under_root(&options.root, &ca.to_string_lossy()),
+            cert: client.cert.clone(),
+            key: client.key.clone(),
+        })
+    } else {
+        None
+    };
     let client = docker::connect(&host, tls.as_ref()).await?;
     let name = &config.bosh.network_name;
     let gw = gateway(subnet);

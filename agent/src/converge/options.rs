@@ -4,9 +4,16 @@ use std::path::PathBuf;
 
 use crate::etcd::Retry;
 
+/// A Docker client certificate and its key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerClient {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
-    /// Before flanneld and Docker start: etcd, flannel, PKI, systemd drop-ins, node record.
+    /// Before flanneld and Docker start: identity, etcd, flannel, systemd drop-ins, node record.
     Boot,
     /// After Docker and flanneld: the BOSH Docker network.
     Network,
@@ -36,6 +43,9 @@ pub struct Options {
     pub etcd: Option<Vec<String>>,
     /// Docker API address, e.g. `unix:///var/run/docker.sock` or `tcp://10.0.0.10:2376`.
     pub docker_host: Option<String>,
+    /// The Docker client certificate and key a `tcp://` host needs (the node has none of its
+    /// own: an operator's, from `molten authority issue-client`); the CA is the node's Docker CA.
+    pub docker_client: Option<DockerClient>,
     pub stage: Stage,
     pub etcd_retry: Retry,
 }
@@ -47,6 +57,7 @@ impl Options {
             config: None,
             etcd: None,
             docker_host: None,
+            docker_client: None,
             stage: Stage::All,
             etcd_retry: Retry::default(),
         }

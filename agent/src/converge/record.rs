@@ -5,7 +5,6 @@ use std::net::Ipv4Addr;
 use molten_contract::gateway;
 
 use crate::config::Config;
-use crate::pki::NodeTls;
 use crate::records::{self, NodeRecord, MC_VERSION};
 
 /// What the node record says about certificates: fingerprints and expiry, never a key.
@@ -14,18 +13,8 @@ pub struct RecordCerts {
     /// SHA-256 of the CA dockerd trusts (and signed its certificate).
     pub docker_ca_fingerprint: String,
     pub docker_server_expiry: time::OffsetDateTime,
-    /// Every enrolled certificate of the node (empty without an authority).
+    /// Every enrolled certificate of the node.
     pub certificates: Vec<records::CertSummary>,
-}
-
-impl RecordCerts {
-    pub fn from_node_tls(tls: &NodeTls) -> Self {
-        Self {
-            docker_ca_fingerprint: tls.ca.fingerprint(),
-            docker_server_expiry: tls.server_expiry,
-            certificates: Vec::new(),
-        }
-    }
 }
 
 /// The node record: what other nodes and `mc bosh` need to reach this node.

@@ -1,4 +1,4 @@
-//! The steps themselves, sharing what earlier steps produced (IP, etcd client, certificates).
+//! The steps themselves, sharing what earlier steps produced (IP, identity, etcd sessions).
 
 use std::net::Ipv4Addr;
 
@@ -6,16 +6,15 @@ use anyhow::Context;
 use molten_contract::Role;
 
 use super::options::{Options, Stage};
-use super::record::{node_record, RecordCerts};
+use super::record::node_record;
 use super::trust::{self, IdentityState};
 use crate::config::Config;
 use crate::enroll;
 use crate::etcd::Etcd;
 use crate::identity::Kind;
 use crate::outcome::{run_step, Done, State, StepOutcome};
-use crate::pki::{self, NodeTls};
 use crate::records;
-use crate::systemd::{self, Systemd, TlsPaths};
+use crate::systemd::{self, Systemd};
 
 /// How long a converge waits for this node's learner to catch up before failing the step.
 const PROMOTE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -27,9 +26,8 @@ pub(super) struct Run<'a> {
     pub outcomes: Vec<StepOutcome>,
     pub etcd: Option<Etcd>,
     ip: Option<Ipv4Addr>,
-    tls: Option<NodeTls>,
-    /// From node.json's `trust` section: enrolled identity, etcd over mTLS, no keys in etcd.
-    trust: Option<enroll::Settings>,
+    /// From node.json's `trust` section: the enrolled identity, etcd over mTLS.
+    trust: enroll::Settings,
     identity: Option<IdentityState>,
     /// A member's session as etcd `root` (its etcd-admin identity), once opened.
     admin: Option<Etcd>,
@@ -44,7 +42,6 @@ impl<'a> Run<'a> {
             outcomes: Vec::new(),
             etcd: None,
             ip: None,
-            tls: None,
             trust: enroll::Settings::from_config(config),
             identity: None,
             admin: None,
@@ -56,7 +53,7 @@ impl<'a> Run<'a> {
         let network = matches!(self.options.stage, Stage::Network | Stage::All);
         let first = if boot { "boot" } else { "network" };
         self.address(first).await;
-        if boot && self.trust.is_some() {
+        if boot {
             self.identity().await;
         }
         self.connect(first).await;
@@ -64,13 +61,10 @@ impl<'a> Run<'a> {
             self.etcd_member().await;
         }
         if boot {
-            if self.trust.as_ref().is_some_and(|t| t.member) {
+            if self.trust.member {
                 self.rbac().await;
             }
             self.flannel().await;
-            if self.trust.is_none() {
-                self.pki().await;
-            }
             self.units().await;
         }
         if network {
@@ -104,12 +98,10 @@ impl<'a> Run<'a> {
             .clone()
             .unwrap_or_else(|| self.config.etcd.endpoints.clone());
         let retry = self.options.etcd_retry;
-        let (root, settings) = (&self.options.root, self.trust.as_ref());
+        let (root, settings) = (&self.options.root, &self.trust);
         let (outcome, client) = run_step("etcd", stage, async move {
-            let tls = settings
-                .map(|s| trust::etcd_tls(root, s, Kind::EtcdClient))
-                .transpose()?;
-            let etcd = Etcd::connect_tls(&endpoints, retry, tls).await?;
+            let tls = trust::etcd_tls(root, settings, Kind::EtcdClient)?;
+            let etcd = Etcd::connect(&endpoints, retry, tls).await?;
             Ok((
                 Done::unchanged(format!(
                     "connected to {} (of {})",
@@ -125,9 +117,7 @@ impl<'a> Run<'a> {
     }
 
     async fn identity(&mut self) {
-        let Some(settings) = self.trust.as_ref() else {
-            return;
-        };
+        let settings = &self.trust;
         let (root, config, sd) = (&self.options.root, self.config, self.systemd);
         let (outcome, state) = run_step("identity", "boot", async move {
             trust::ensure_identity(root, config, settings, sd).await
@@ -138,9 +128,6 @@ impl<'a> Run<'a> {
     }
 
     async fn rbac(&mut self) {
-        let Some(settings) = self.trust.as_ref() else {
-            return;
-        };
         let mut open_error = None;
         if self.admin.is_none() {
             match self.open_admin().await {
@@ -148,7 +135,7 @@ impl<'a> Run<'a> {
                 Err(e) => open_error = Some(e),
             }
         }
-        let (root, config) = (&self.options.root, self.config);
+        let (root, config, settings) = (&self.options.root, self.config, &self.trust);
         let admin = self.admin.as_mut();
         let (outcome, _) = run_step("rbac", "boot", async move {
             let Some(admin) = admin else {
@@ -164,30 +151,28 @@ impl<'a> Run<'a> {
 
     /// A session as etcd `root` with this member's etcd-admin identity.
     async fn open_admin(&self) -> anyhow::Result<Etcd> {
-        let settings = self.trust.as_ref().context("no trust section")?;
         let endpoints = self
             .options
             .etcd
             .clone()
             .unwrap_or_else(|| self.config.etcd.endpoints.clone());
-        let tls = trust::etcd_tls(&self.options.root, settings, Kind::EtcdAdmin)?;
-        Etcd::connect_tls(&endpoints, self.options.etcd_retry, Some(tls)).await
+        let tls = trust::etcd_tls(&self.options.root, &self.trust, Kind::EtcdAdmin)?;
+        Etcd::connect(&endpoints, self.options.etcd_retry, tls).await
     }
 
     /// A member that joined as a learner becomes a voter here once it has caught up; a failure
     /// fails only this step (mc.service runs again and retries it).
     async fn etcd_member(&mut self) {
         // With access control on, promoting a member takes the root identity.
-        if self.trust.as_ref().is_some_and(|t| t.member) && self.admin.is_none() {
+        if self.admin.is_none() {
             self.admin = self.open_admin().await.ok();
         }
-        let session = match (&self.trust, self.admin.as_mut(), self.etcd.as_mut()) {
-            (Some(_), Some(admin), _) => Some(admin),
-            (None, _, Some(etcd)) => Some(etcd),
-            _ => None,
-        };
-        let Some(etcd) = session else {
-            return self.push(StepOutcome::skipped("etcd-member", "boot", "needs etcd"));
+        let Some(etcd) = self.admin.as_mut() else {
+            return self.push(StepOutcome::skipped(
+                "etcd-member",
+                "boot",
+                "needs etcd as root (etcd-admin)",
+            ));
         };
         let name = &self.config.node.name;
         let (outcome, _) = run_step("etcd-member", "boot", async move {
@@ -238,40 +223,14 @@ impl<'a> Run<'a> {
         self.push(outcome);
     }
 
-    async fn pki(&mut self) {
-        let (Some(etcd), Some(ip)) = (self.etcd.as_mut(), self.ip) else {
-            return self.push(StepOutcome::skipped("pki", "boot", "needs etcd and the IP"));
-        };
-        let (config, root) = (self.config, self.options.root.clone());
-        let (outcome, tls) = run_step("pki", "boot", async move {
-            let root = &root;
-            etcd.run("pki", |mut client| async move {
-                pki::ensure_node_tls(&mut client, config, ip, root).await
-            })
-            .await
-        })
-        .await;
-        self.tls = tls;
-        self.push(outcome);
-    }
-
     async fn units(&mut self) {
         let Some(ip) = self.ip else {
             return self.push(StepOutcome::skipped("units", "boot", "needs the IP"));
         };
-        let layout = self.config.os.layout();
-        let dir = std::path::Path::new(layout.tls_dir);
-        let tls = match &self.trust {
-            Some(settings) => trust::docker_tls_paths(self.config, settings),
-            None => TlsPaths {
-                ca: dir.join(pki::CA_FILE),
-                server_cert: dir.join(pki::SERVER_CERT_FILE),
-                server_key: dir.join(pki::SERVER_KEY_FILE),
-            },
-        };
+        let tls = trust::docker_tls_paths(self.config, &self.trust);
         let (root, config, sd) = (&self.options.root, self.config, self.systemd);
         let (outcome, _) = run_step("units", "boot", async move {
-            let result = systemd::converge_units(root, config, ip, &tls, sd)?;
+            let result = systemd::converge_node_units(root, config, ip, &tls, sd)?;
             Ok((result.done(), ()))
         })
         .await;
@@ -295,16 +254,7 @@ impl<'a> Run<'a> {
     }
 
     async fn record(&mut self) {
-        let certs = match (&self.trust, &self.tls) {
-            (Some(settings), _) => trust::record_certs(
-                self.config,
-                settings,
-                self.identity.as_ref(),
-                &self.options.root,
-            ),
-            (None, Some(tls)) => Some(RecordCerts::from_node_tls(tls)),
-            (None, None) => None,
-        };
+        let certs = trust::record_certs(&self.trust, self.identity.as_ref(), &self.options.root);
         let (Some(etcd), Some(ip), Some(certs)) = (self.etcd.as_mut(), self.ip, certs) else {
             return self.push(StepOutcome::skipped(
                 "record",

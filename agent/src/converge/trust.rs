@@ -120,13 +120,18 @@ pub async fn ensure_identity(
 
 /// Writes the trust roots the units read (etcd CA for etcd and flanneld, Docker CA for
 /// dockerd) where they differ. Returns the paths written (as on the node).
+/// node.json is their only source: compose does not write them (smaller Ignition, one truth).
 pub fn install_roots(root: &Path, config: &NodeConfig, settings: &Settings) -> Result<Vec<String>> {
     let (etcd_ca, docker_ca) = ca_paths(config);
+    let mut files = vec![
+        (etcd_ca, &settings.roots.etcd_ca),
+        (docker_ca, &settings.roots.docker_ca),
+    ];
+    if let Some(copy) = config.os.layout().etcd_ca_copy {
+        files.push((PathBuf::from(copy), &settings.roots.etcd_ca));
+    }
     let mut written = Vec::new();
-    for (path, pem) in [
-        (&etcd_ca, &settings.roots.etcd_ca),
-        (&docker_ca, &settings.roots.docker_ca),
-    ] {
+    for (path, pem) in &files {
         if write_if_changed(
             &under_root(root, &path.to_string_lossy()),
             pem.as_bytes(),
@@ -143,7 +148,10 @@ pub fn install_roots(root: &Path, config: &NodeConfig, settings: &Settings) -> R
 pub fn units_to_restart(config: &NodeConfig, kinds: &[Kind], ca_files: &[String]) -> Vec<String> {
     let layout = config.os.layout();
     let (etcd_ca, docker_ca) = ca_paths(config);
-    let etcd_ca_changed = ca_files.contains(&etcd_ca.display().to_string());
+    let copy_changed = layout
+        .etcd_ca_copy
+        .is_some_and(|copy| ca_files.iter().any(|f| f == copy));
+    let etcd_ca_changed = copy_changed || ca_files.contains(&etcd_ca.display().to_string());
     let docker_ca_changed = ca_files.contains(&docker_ca.display().to_string());
     let member = config.has_role(molten_contract::Role::Etcd);
     let mut units = BTreeSet::new();
@@ -176,24 +184,31 @@ pub async fn ensure_rbac(
             crate::flannel::ensure_network_config(&mut client, flannel).await
         })
         .await?;
-    let mut roster: Vec<String> = config
-        .trust
-        .as_ref()
-        .map(|t| t.roster.clone())
-        .unwrap_or_default();
+    let mut roster: Vec<String> = config.trust.roster.clone();
     let mut notes = Vec::new();
+    let mut revoked = Vec::new();
     match enroll::roster(root, settings).await {
-        Ok(enrolled) => roster.extend(enrolled),
+        Ok(answer) => {
+            roster.extend(answer.nodes);
+            revoked = answer.revoked;
+        }
         Err(e) => notes.push(format!(
             "authority roster unavailable ({e:#}): node.json's only"
         )),
     }
+    // node.json's roster is from compose time: a node revoked since must not get its user back.
+    roster.retain(|name| !revoked.contains(name));
     roster.sort();
     roster.dedup();
-    let roster = &roster;
+    let (roster, revoked) = (&roster, &revoked);
     let done = admin
         .run("etcd users and roles", |mut client| async move {
             rbac::bootstrap(&mut client, roster).await
+        })
+        .await?;
+    let removed = admin
+        .run("revoked etcd users", |mut client| async move {
+            rbac::revoke(&mut client, revoked).await
         })
         .await?;
     let mut parts = vec![format!(
@@ -214,14 +229,17 @@ pub async fn ensure_rbac(
             .collect();
         parts.push(format!("refused names {}", shown.join(", ")));
     }
+    if !removed.is_empty() {
+        parts.push(format!("deleted revoked users {}", removed.join(", ")));
+    }
     parts.extend(notes);
-    let changed = !done.created.is_empty() || network.state == State::Changed;
+    let changed =
+        !done.created.is_empty() || !removed.is_empty() || network.state == State::Changed;
     Ok(Done::from_flag(changed, parts.join("; ")))
 }
 
 /// The record's certificate facts, from the identity step or (when it failed) the disk.
 pub fn record_certs(
-    config: &NodeConfig,
     settings: &Settings,
     state: Option<&IdentityState>,
     root: &Path,
@@ -239,7 +257,6 @@ pub fn record_certs(
         },
     };
     let docker = infos.iter().find(|i| i.kind == Kind::DockerServer)?;
-    let _ = config;
     Some(RecordCerts {
         docker_ca_fingerprint: identity::fingerprint(&settings.roots.docker_ca).ok()?,
         docker_server_expiry: docker.not_after,
@@ -296,6 +313,42 @@ mod tests {
             units_to_restart(&config(false), &[Kind::EtcdPeer], &[etcd_ca]),
             ["flanneld.service"],
             "workers run no etcd"
+        );
+    }
+
+    #[test]
+    fn the_roots_come_from_node_json_and_flatcar_gets_its_etcd_ca_copy() {
+        let root = tempfile::tempdir().unwrap();
+        let mut flatcar = config(true);
+        flatcar.os = molten_contract::OsVariant::Flatcar;
+        let settings = Settings::from_config(&flatcar);
+        let written = install_roots(root.path(), &flatcar, &settings).unwrap();
+        assert_eq!(
+            written,
+            [
+                "/etc/molten/tls/etcd-ca.pem",
+                "/etc/molten/tls/docker-ca.pem",
+                "/var/lib/molten/etcd-ca.pem"
+            ]
+        );
+        let copy = std::fs::read_to_string(root.path().join("var/lib/molten/etcd-ca.pem")).unwrap();
+        assert_eq!(copy, flatcar.trust.etcd_ca);
+        assert!(install_roots(root.path(), &flatcar, &settings)
+            .unwrap()
+            .is_empty());
+        // A changed copy restarts what reads it.
+        assert_eq!(
+            units_to_restart(&flatcar, &[], &["/var/lib/molten/etcd-ca.pem".to_string()]),
+            ["etcd-member.service", "flanneld.service"]
+        );
+        // Debian has no copy.
+        let debian = config(true);
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(
+            install_roots(other.path(), &debian, &Settings::from_config(&debian))
+                .unwrap()
+                .len(),
+            2
         );
     }
 }

@@ -2,6 +2,7 @@
 //! mutual TLS), the BOSH network on this node's flannel subnet, and flannel's MTU.
 
 mod network;
+pub mod probe;
 mod tls;
 
 use std::fs;

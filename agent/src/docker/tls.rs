@@ -50,39 +50,57 @@ pub(crate) fn connect(host: &str, tls: &ClientTls, timeout_secs: u64) -> anyhow:
 }
 
 /// rustls settings: roots = the CA file only; this client's certificate chain and key.
-/// Errors name the file, never its content (one of them is a private key).
+/// Errors name the files, never their content (one of them is a private key).
 fn client_config(tls: &ClientTls) -> anyhow::Result<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(&tls.ca, "CA certificate")? {
-        roots
-            .add(cert)
-            .with_context(|| format!("{:?} is not a usable CA certificate", tls.ca))?;
-    }
-    let chain = read_certs(&tls.cert, "client certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|err| anyhow::anyhow!("{err}"))
-        .with_context(|| format!("cannot read the client key {:?}", tls.key))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("no TLS protocol version available")?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .with_context(|| {
-            format!(
-                "the client key {:?} does not fit the certificate {:?}",
-                tls.key, tls.cert
-            )
-        })
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {path:?}"))
+    };
+    let ca = read(&tls.ca, "CA certificate")?;
+    let cert = read(&tls.cert, "client certificate")?;
+    let key = read(&tls.key, "client key")?;
+    config_from_pem(&ca, Some((&cert, &key))).with_context(|| {
+        format!(
+            "Docker TLS files {:?} (CA), {:?} (certificate), {:?} (key)",
+            tls.ca, tls.cert, tls.key
+        )
+    })
 }
 
-fn read_certs(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| anyhow::anyhow!("{err}"))
-        .with_context(|| format!("cannot read the {what} {path:?}"))?;
+/// rustls settings from PEM text: `ca_pem` is the only root (no system roots); with `client`
+/// (certificate chain and key PEM) the connection presents that identity. Errors never quote
+/// the key.
+pub(crate) fn config_from_pem(
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+) -> anyhow::Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in pem_certs(ca_pem, "CA certificate")? {
+        roots
+            .add(cert)
+            .context("the CA certificate is not a usable CA certificate")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("no TLS protocol version available")?
+        .with_root_certificates(roots);
+    let Some((cert_pem, key_pem)) = client else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let chain = pem_certs(cert_pem, "client certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|_| anyhow::anyhow!("the client key is not a PEM private key"))?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .context("the client key does not fit the client certificate")
+}
+
+fn pem_certs(pem: &str, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| anyhow::anyhow!("the {what} is not PEM: {err}"))?;
     if certs.is_empty() {
-        bail!("the {what} file {path:?} holds no PEM certificate");
+        bail!("the {what} holds no PEM certificate");
     }
     Ok(certs)
 }

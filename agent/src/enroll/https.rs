@@ -90,11 +90,11 @@ impl Authority {
             let body = String::from_utf8(bytes.to_vec()).context("the answer is not UTF-8")?;
             Ok::<_, anyhow::Error>(Answer { status, body })
         };
-        match tokio::time::timeout(TIMEOUT, exchange).await {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result
                 .map_err(|e| anyhow!("{e:#}"))
                 .with_context(|| url.clone()),
-            Err(_) => Err(anyhow!("{url}: no answer within {}s", TIMEOUT.as_secs())),
+            Err(_) => Err(anyhow!("{url}: no answer within {:?}", self.timeout)),
         }
     }
 }
@@ -131,4 +131,38 @@ fn tls_config(ca_pem: &str, client_identity: Option<&Pair>) -> Result<ClientConf
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shorter bound (the roster's) is the one applied: an authority that accepts and never
+    /// answers must not hold a converge for the default 30 s.
+    #[tokio::test]
+    async fn the_shorter_timeout_is_the_one_applied() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let _held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let ca = crate::identity::tests::TestCa::new("authority");
+        let authority = Authority::new(&format!("https://127.0.0.1:{port}"), &ca.pem, None)
+            .unwrap()
+            .with_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let err = authority.get("/v1/roster").await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            format!("{err:#}").contains("no answer within 300ms"),
+            "{err:#}"
+        );
+    }
 }

@@ -47,11 +47,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From node.json's `trust` section; `None` when the config has none (composed without an
-    /// authority: no enrollment, plain etcd).
-    pub fn from_config(config: &NodeConfig) -> Option<Self> {
-        let trust = config.trust.as_ref()?;
-        Some(Self {
+    /// From node.json's `trust` section.
+    pub fn from_config(config: &NodeConfig) -> Self {
+        let trust = &config.trust;
+        Self {
             node: config.node.name.clone(),
             member: config.has_role(Role::Etcd),
             authority_url: trust.authority_url.clone(),
@@ -62,11 +61,20 @@ impl Settings {
             },
             state_dir: trust.state_dir.clone(),
             private_ip: None,
-        })
+        }
     }
 
     pub fn kinds(&self) -> Vec<Kind> {
         Kind::for_node(self.member)
+    }
+
+    /// The authority CA mc pins is within its validity window (before any request).
+    fn check_authority_ca(&self, now: OffsetDateTime) -> Result<()> {
+        identity::check_ca(
+            "trust.authority_ca (the authority's CA)",
+            &self.authority_ca,
+            now,
+        )
     }
 
     pub fn identity(&self, root: &Path) -> IdentityDir {
@@ -111,6 +119,7 @@ async fn try_enroll(root: &Path, settings: &Settings, token_file: &Path) -> Resu
         Held::Unusable { kind, reason } => format!("{kind}: {reason}"),
     };
     tracing::info!(node = %settings.node, %missing, "enrolling with the authority");
+    settings.check_authority_ca(now)?;
     let token = read_token(token_file)?;
     let (keys, requests) = requests(settings)?;
     let body = serde_json::to_string(&EnrollRequest {
@@ -158,6 +167,7 @@ async fn try_renew(root: &Path, settings: &Settings, force: bool) -> Result<Rene
             infos: current,
         });
     }
+    settings.check_authority_ca(now)?;
     let client = dir
         .load(Kind::EtcdClient)?
         .context("the etcd-client certificate vanished")?;
@@ -182,7 +192,7 @@ async fn try_renew(root: &Path, settings: &Settings, force: bool) -> Result<Rene
 }
 
 /// The etcd users the authority says are enrolled (`GET /v1/roster`, mTLS with etcd-client).
-pub async fn roster(root: &Path, settings: &Settings) -> Result<Vec<String>> {
+pub async fn roster(root: &Path, settings: &Settings) -> Result<Roster> {
     let client = settings
         .identity(root)
         .load(Kind::EtcdClient)?
@@ -200,9 +210,7 @@ pub async fn roster(root: &Path, settings: &Settings) -> Result<Vec<String>> {
         "the authority refused the roster request: {}",
         refusal_text(&answer)
     );
-    let roster: Roster =
-        serde_json::from_str(&answer.body).context("the roster answer is not valid JSON")?;
-    Ok(roster.nodes)
+    serde_json::from_str(&answer.body).context("the roster answer is not valid JSON")
 }
 
 fn read_token(path: &Path) -> Result<String> {

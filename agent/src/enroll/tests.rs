@@ -401,3 +401,44 @@ fn network_text_is_bounded_and_printable() {
     assert_eq!(sanitize("a\nb\x1b[31m", 100), "a b [31m");
     assert_eq!(sanitize(&"x".repeat(1000), 10).len(), 10);
 }
+
+#[tokio::test]
+async fn a_ca_outside_its_window_stops_enrollment_before_any_request() {
+    let authority = FakeAuthority::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let expired = TestCa::valid(
+        "old",
+        now - time::Duration::days(30),
+        now - time::Duration::days(1),
+    );
+    let mut settings = authority.settings("node-a", false, "/var/lib/molten");
+    settings.authority_ca = expired.pem.clone();
+    let err = format!(
+        "{:#}",
+        enroll(root.path(), &settings, &token_file(root.path()))
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("trust.authority_ca (the authority's CA): the CA certificate expired"),
+        "{err}"
+    );
+    let mut settings = authority.settings("node-a", false, "/var/lib/molten");
+    settings.roots.docker_ca = expired.pem;
+    let err = format!(
+        "{:#}",
+        enroll(root.path(), &settings, &token_file(root.path()))
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("trust.docker_ca (the Docker CA): the CA certificate expired"),
+        "{err}"
+    );
+    assert!(authority.state.lock().unwrap().requests.is_empty());
+    assert!(!settings
+        .identity(root.path())
+        .key_path(Kind::EtcdClient)
+        .exists());
+}

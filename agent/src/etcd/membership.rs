@@ -82,12 +82,12 @@ fn to_member(m: &etcd_client::Member) -> Member {
 
 /// Asks every member for its status, each on its own client URL within [`PROBE_TIMEOUT`].
 /// The probes run concurrently, so dead members cost one timeout in all, not one each.
-pub async fn probe(members: &[Member], tls: Option<&EtcdTls>) -> Vec<MemberHealth> {
+pub async fn probe(members: &[Member], tls: &EtcdTls) -> Vec<MemberHealth> {
     let mut probes = tokio::task::JoinSet::new();
     for (index, member) in members.iter().cloned().enumerate() {
-        let tls = tls.cloned();
+        let tls = tls.clone();
         probes.spawn(async move {
-            let (status, error) = match probe_one(&member, tls.as_ref()).await {
+            let (status, error) = match probe_one(&member, &tls).await {
                 Ok(status) => (Some(status), None),
                 Err(err) => (None, Some(format!("{err:#}"))),
             };
@@ -118,7 +118,7 @@ pub async fn probe(members: &[Member], tls: Option<&EtcdTls>) -> Vec<MemberHealt
         .collect()
 }
 
-async fn probe_one(member: &Member, tls: Option<&EtcdTls>) -> Result<MemberStatus> {
+async fn probe_one(member: &Member, tls: &EtcdTls) -> Result<MemberStatus> {
     let url = member
         .client_urls
         .iter()
@@ -130,12 +130,10 @@ async fn probe_one(member: &Member, tls: Option<&EtcdTls>) -> Result<MemberStatu
                 "no usable client URL".to_string()
             }
         })?;
-    let mut options = ConnectOptions::new()
+    let options = ConnectOptions::new()
         .with_connect_timeout(PROBE_TIMEOUT)
-        .with_timeout(PROBE_TIMEOUT);
-    if let (Some(tls), true) = (tls, url.starts_with("https://")) {
-        options = options.with_tls(tls.options());
-    }
+        .with_timeout(PROBE_TIMEOUT)
+        .with_tls(tls.options());
     let attempt = async {
         let mut client = Client::connect([url.as_str()], Some(options)).await?;
         client.status().await
@@ -154,10 +152,11 @@ async fn probe_one(member: &Member, tls: Option<&EtcdTls>) -> Result<MemberStatu
     })
 }
 
-/// An http(s) URL of sane length without whitespace or control characters.
+/// An https URL (molten's etcd takes only mutual TLS) of sane length without whitespace or
+/// control characters.
 pub fn dialable(url: &str) -> bool {
     url.len() <= MAX_URL
-        && (url.starts_with("http://") || url.starts_with("https://"))
+        && url.starts_with("https://")
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 

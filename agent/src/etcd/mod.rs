@@ -14,24 +14,15 @@ use anyhow::{Context, Result};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse};
 
 pub use retry::Retry;
-pub use session::Etcd;
+pub use session::{check_endpoints, Etcd};
 pub use tls::EtcdTls;
 pub use transient::is_transient;
 
-/// Connects to the first of `endpoints` that answers, retrying within the budget; for commands
-/// that make a few calls and need no session. The error names every endpoint and the last
-/// failure.
-pub async fn connect(endpoints: &[String], retry: Retry) -> Result<Client> {
-    connect_tls(endpoints, retry, None).await
-}
-
-/// [`connect`] with mutual TLS (required for `https://` endpoints).
-pub async fn connect_tls(
-    endpoints: &[String],
-    retry: Retry,
-    tls: Option<EtcdTls>,
-) -> Result<Client> {
-    Etcd::connect_tls(endpoints, retry, tls).await?.client()
+/// Connects over mutual TLS to the first of `endpoints` (all `https://`) that answers, retrying
+/// within the budget; for commands that make a few calls and need no session. The error names
+/// every endpoint and the last failure.
+pub async fn connect(endpoints: &[String], retry: Retry, tls: EtcdTls) -> Result<Client> {
+    Etcd::connect(endpoints, retry, tls).await?.client()
 }
 
 /// A key's value and the lease it is attached to (0 = none).
@@ -202,6 +193,17 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A client identity that parses (self-signed, trusted by nothing that listens).
+    fn tls() -> EtcdTls {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["n".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        EtcdTls::new(&cert, &cert, &key.serialize_pem())
+    }
+
     #[tokio::test]
     async fn unreachable_etcd_is_reported_with_every_endpoint_within_the_budget() {
         // Ports that were just free: connections are refused.
@@ -213,14 +215,14 @@ mod tests {
             .collect();
         let endpoints: Vec<String> = ports
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("https://127.0.0.1:{p}"))
             .collect();
         let retry = Retry {
             budget: Duration::from_millis(800),
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
         };
-        let Err(err) = connect(&endpoints, retry).await else {
+        let Err(err) = connect(&endpoints, retry, tls()).await else {
             panic!("connected to nothing")
         };
         let err = err.to_string();
@@ -231,9 +233,27 @@ mod tests {
 
     #[tokio::test]
     async fn no_endpoints_is_an_error() {
-        let Err(err) = connect(&[], Retry::default()).await else {
+        let Err(err) = connect(&[], Retry::default(), tls()).await else {
             panic!("connected to nothing")
         };
         assert_eq!(err.to_string(), "no etcd endpoints configured");
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_endpoint_is_refused_before_any_connection() {
+        let endpoints = vec![
+            "https://127.0.0.1:2379".to_string(),
+            "http://127.0.0.1:2379".to_string(),
+        ];
+        let started = std::time::Instant::now();
+        let Err(err) = connect(&endpoints, Retry::default(), tls()).await else {
+            panic!("connected over plain HTTP")
+        };
+        assert_eq!(
+            err.to_string(),
+            "etcd endpoint \"http://127.0.0.1:2379\" is not https://: molten's etcd takes only \
+             mutual TLS (check etcd.endpoints in the node config, or --etcd)"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1), "not retried");
     }
 }

@@ -52,18 +52,7 @@ pub fn node_permissions(name: &str) -> Vec<Permission> {
 /// `client` must be connected as root (or to an etcd without authentication yet).
 pub async fn bootstrap(client: &mut Client, nodes: &[String]) -> Result<Bootstrap> {
     let mut out = Bootstrap::default();
-    let users: Vec<String> = client
-        .user_list()
-        .await
-        .context("etcd user list")?
-        .users()
-        .to_vec();
-    let roles: Vec<String> = client
-        .role_list()
-        .await
-        .context("etcd role list")?
-        .roles()
-        .to_vec();
+    let (users, roles) = users_and_roles(client).await?;
     let mut wanted = vec![ROOT.to_string()];
     for node in nodes {
         if !valid_user(node) {
@@ -115,6 +104,52 @@ pub async fn bootstrap(client: &mut Client, nodes: &[String]) -> Result<Bootstra
     // etcd ignores `auth enable` when it is on already (3.4 has no call to ask first).
     client.auth_enable().await.context("etcd auth enable")?;
     Ok(out)
+}
+
+/// Deletes the etcd user and role of every revoked node that still has one (the authority's
+/// roster names them: `molten authority revoke`, or dropped from the profile). A node's
+/// certificate stays valid TLS-wise until it expires, but etcd maps its CN to a user: with the
+/// user gone, every request it makes is refused. Returns the names removed.
+pub async fn revoke(client: &mut Client, revoked: &[String]) -> Result<Vec<String>> {
+    let (users, roles) = users_and_roles(client).await?;
+    let mut removed = Vec::new();
+    for name in revoked.iter().filter(|n| valid_user(n)) {
+        if users.contains(name) {
+            gone_or_deleted(client.user_delete(name.as_str()).await)
+                .with_context(|| format!("etcd user delete {name}"))?;
+            removed.push(name.clone());
+        }
+        if roles.contains(name) {
+            gone_or_deleted(client.role_delete(name.as_str()).await)
+                .with_context(|| format!("etcd role delete {name}"))?;
+        }
+    }
+    Ok(removed)
+}
+
+async fn users_and_roles(client: &mut Client) -> Result<(Vec<String>, Vec<String>)> {
+    let users = client
+        .user_list()
+        .await
+        .context("etcd user list")?
+        .users()
+        .to_vec();
+    let roles = client
+        .role_list()
+        .await
+        .context("etcd role list")?
+        .roles()
+        .to_vec();
+    Ok((users, roles))
+}
+
+/// Another member deleting it first is success.
+fn gone_or_deleted<T>(result: Result<T, etcd_client::Error>) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("not found") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `Ok(true)` when the call created the user or role, `Ok(false)` when it existed already.

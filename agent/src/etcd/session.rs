@@ -27,28 +27,15 @@ pub struct Etcd {
     /// Index of the endpoint the client talks to (or tries next).
     current: usize,
     client: Option<Client>,
-    /// Mutual TLS for `https://` endpoints.
-    tls: Option<EtcdTls>,
+    /// The client identity of every connection (molten's etcd requires mutual TLS).
+    tls: EtcdTls,
 }
 
 impl Etcd {
-    /// Connects to the first endpoint that answers, retrying within `retry.budget`.
-    pub async fn connect(endpoints: &[String], retry: Retry) -> Result<Self> {
-        Self::connect_tls(endpoints, retry, None).await
-    }
-
-    /// Like [`Etcd::connect`], with mutual TLS (required for `https://` endpoints).
-    pub async fn connect_tls(
-        endpoints: &[String],
-        retry: Retry,
-        tls: Option<EtcdTls>,
-    ) -> Result<Self> {
-        anyhow::ensure!(!endpoints.is_empty(), "no etcd endpoints configured");
-        if tls.is_none() {
-            if let Some(https) = endpoints.iter().find(|e| e.starts_with("https://")) {
-                anyhow::bail!("etcd endpoint {https} needs a client certificate (run mc enroll)");
-            }
-        }
+    /// Connects to the first endpoint that answers, retrying within `retry.budget`, over mutual
+    /// TLS with `tls`. Every endpoint must be `https://`: a plain one is a configuration error.
+    pub async fn connect(endpoints: &[String], retry: Retry, tls: EtcdTls) -> Result<Self> {
+        check_endpoints(endpoints)?;
         let mut etcd = Self {
             endpoints: endpoints.to_vec(),
             retry,
@@ -62,8 +49,8 @@ impl Etcd {
     }
 
     /// The client TLS the session uses (for dialling other members with the same identity).
-    pub fn tls(&self) -> Option<&EtcdTls> {
-        self.tls.as_ref()
+    pub fn tls(&self) -> &EtcdTls {
+        &self.tls
     }
 
     /// The endpoint the session talks to now.
@@ -130,7 +117,7 @@ impl Etcd {
         let remaining = self.retry.budget.saturating_sub(self.lost);
         let limit = remaining.clamp(Duration::from_millis(100), REQUEST_TIMEOUT);
         let endpoint = self.endpoint().to_string();
-        let client = connect_one(&endpoint, limit, self.tls.as_ref())
+        let client = connect_one(&endpoint, limit, &self.tls)
             .await
             .with_context(|| format!("connecting to etcd at {endpoint}"))?;
         self.client = Some(client.clone());
@@ -138,14 +125,24 @@ impl Etcd {
     }
 }
 
-/// Connects to one endpoint and checks that the member answers (the client connects lazily).
-async fn connect_one(endpoint: &str, limit: Duration, tls: Option<&EtcdTls>) -> Result<Client> {
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(limit)
-        .with_timeout(REQUEST_TIMEOUT);
-    if let (Some(tls), true) = (tls, endpoint.starts_with("https://")) {
-        options = options.with_tls(tls.options());
+/// Refuses an empty list and any endpoint that is not `https://`.
+pub fn check_endpoints(endpoints: &[String]) -> Result<()> {
+    anyhow::ensure!(!endpoints.is_empty(), "no etcd endpoints configured");
+    if let Some(plain) = endpoints.iter().find(|e| !e.starts_with("https://")) {
+        anyhow::bail!(
+            "etcd endpoint {plain:?} is not https://: molten's etcd takes only mutual TLS \
+             (check etcd.endpoints in the node config, or --etcd)"
+        );
     }
+    Ok(())
+}
+
+/// Connects to one endpoint and checks that the member answers (the client connects lazily).
+async fn connect_one(endpoint: &str, limit: Duration, tls: &EtcdTls) -> Result<Client> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(limit)
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_tls(tls.options());
     let attempt = async {
         let mut client = Client::connect([endpoint], Some(options)).await?;
         client.status().await?;

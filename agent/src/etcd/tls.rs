@@ -39,6 +39,11 @@ impl EtcdTls {
                 dir.path().display()
             )
         })?;
+        // Never present (or trust a CA) outside its validity window or on an unset clock.
+        let now = crate::timestamp::now();
+        crate::identity::check_ca("trust.etcd_ca (the etcd CA)", ca_pem, now)?;
+        crate::identity::verify(kind, &pair, ca_pem, now)
+            .with_context(|| format!("the {kind} certificate in {}", dir.path().display()))?;
         Ok(Self::new(ca_pem, &pair.cert_pem, &pair.key_pem))
     }
 
@@ -48,7 +53,16 @@ impl EtcdTls {
         let read = |p: &Path| {
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
         };
-        Ok(Self::new(&read(ca)?, &read(cert)?, &read(key)?))
+        let (ca_pem, cert_pem) = (read(ca)?, read(cert)?);
+        let now = crate::timestamp::now();
+        crate::identity::check_ca(&format!("--etcd-ca {}", ca.display()), &ca_pem, now)?;
+        crate::identity::check_presented(
+            &format!("--etcd-cert {}", cert.display()),
+            &cert_pem,
+            Some(&ca_pem),
+            now,
+        )?;
+        Ok(Self::new(&ca_pem, &cert_pem, &read(key)?))
     }
 
     pub(super) fn options(&self) -> TlsOptions {

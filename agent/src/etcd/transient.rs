@@ -7,8 +7,13 @@ const CANCELLED: i32 = 1;
 const UNKNOWN: i32 = 2;
 const DEADLINE_EXCEEDED: i32 = 4;
 const RESOURCE_EXHAUSTED: i32 = 8;
+const INVALID_ARGUMENT: i32 = 3;
 const INTERNAL: i32 = 13;
 const UNAVAILABLE: i32 = 14;
+
+/// etcd's ErrAuthOldRevision (InvalidArgument): the request was authenticated before a user or
+/// role changed (members create roles at birth, all at once); the same request again passes.
+const AUTH_OLD_REVISION: &str = "revision of auth store is old";
 
 /// Texts of transient failures that etcd or the transport report under a generic code.
 const TRANSIENT_TEXTS: &[&str] = &[
@@ -69,6 +74,7 @@ fn status_text(message: &str, status: &dyn std::error::Error) -> String {
 fn transient_status(code: i32, message: &str) -> bool {
     match code {
         UNAVAILABLE | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED => true,
+        INVALID_ARGUMENT => message.contains(AUTH_OLD_REVISION),
         UNKNOWN | INTERNAL | CANCELLED => {
             let message = message.to_ascii_lowercase();
             TRANSIENT_TEXTS.iter().any(|t| message.contains(t))
@@ -102,13 +108,18 @@ mod tests {
             (tonic::Code::Unknown, "etcdserver: leader changed"),
             (tonic::Code::Internal, "h2 protocol error: connection reset"),
             (tonic::Code::Cancelled, "Timeout expired"),
+            // Roles changed while the request was in flight (members bootstrapping together).
+            (
+                tonic::Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
         ] {
             assert!(is_transient(&status(code, message)), "{code:?} {message}");
         }
         let io = etcd_client::Error::IoError(std::io::ErrorKind::ConnectionRefused.into());
         assert!(is_transient(&anyhow::Error::from(io)));
         let slow = NoAnswer {
-            endpoint: "http://10.0.0.10:2379".into(),
+            endpoint: "https://10.0.0.10:2379".into(),
             seconds: 5.0,
         };
         assert!(is_transient(&anyhow::Error::from(slow).context("etcd get")));

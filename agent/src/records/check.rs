@@ -26,6 +26,9 @@ const MAX_FIELD: usize = 128;
 pub struct Rules {
     pub flannel: Option<FlannelSettings>,
     pub docker_port: Option<u16>,
+    /// SHA-256 (hex) of the cluster's Docker CA (node.json's `trust.docker_ca`, or the operator's
+    /// `--docker-ca`): a record naming another CA is a node that answers to another cluster.
+    pub docker_ca_fingerprint: Option<String>,
 }
 
 impl Rules {
@@ -33,7 +36,17 @@ impl Rules {
         Rules {
             flannel: Some(config.flannel.clone()),
             docker_port: Some(config.docker.tls_port),
+            docker_ca_fingerprint: crate::identity::fingerprint(&config.trust.docker_ca).ok(),
         }
+    }
+
+    /// The Docker CA the operator gave (`--docker-ca`): records must name it.
+    pub fn with_docker_ca(mut self, docker_ca_pem: &str) -> anyhow::Result<Rules> {
+        self.docker_ca_fingerprint = Some(
+            crate::identity::fingerprint(docker_ca_pem)
+                .map_err(|e| anyhow::anyhow!("the Docker CA: {e:#}"))?,
+        );
+        Ok(self)
     }
 
     /// The network and subnet length from flannel's network config in etcd (what flanneld itself
@@ -144,8 +157,20 @@ fn check_fields(key_name: &str, record: &NodeRecord, rules: &Rules) -> Result<()
             record.roles.len()
         ));
     }
+    check_ca(record, rules.docker_ca_fingerprint.as_deref())?;
     check_endpoint(record, rules.docker_port)?;
     check_subnet(record, rules.flannel.as_ref())
+}
+
+/// The record names the cluster's Docker CA (when the reader knows it).
+fn check_ca(record: &NodeRecord, expected: Option<&str>) -> Result<(), String> {
+    match expected {
+        Some(expected) if !record.ca_fingerprint.eq_ignore_ascii_case(expected) => Err(format!(
+            "ca_fingerprint {} is not the cluster's Docker CA ({expected})",
+            quote(&record.ca_fingerprint)
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {

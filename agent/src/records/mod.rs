@@ -153,6 +153,7 @@ pub async fn rules(
     Ok(Rules {
         flannel,
         docker_port: None,
+        docker_ca_fingerprint: None,
     })
 }
 

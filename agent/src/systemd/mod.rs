@@ -15,6 +15,9 @@ mod retry_tests;
 mod systemctl;
 #[cfg(test)]
 mod tests;
+pub mod timers;
+#[cfg(test)]
+mod timers_tests;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -43,6 +46,8 @@ pub struct UnitsOutcome {
     /// Units whose queued start job vanished during our `daemon-reload` (systemd#23615) and
     /// that were enqueued again with `systemctl start --no-block`.
     pub requeued: Vec<String>,
+    /// Timers of ours (new or changed) that did not run, started with `start --no-block`.
+    pub started: Vec<String>,
     /// Units whose reload or restart an earlier run left undone (it failed), done now.
     pub retried: Vec<String>,
     /// Actions not done because systemd does not run in the managed root, e.g.
@@ -86,6 +91,9 @@ impl UnitsOutcome {
         if !result.restarted.is_empty() {
             parts.push(format!("restarted {}", result.restarted.join(", ")));
         }
+        if !result.started.is_empty() {
+            parts.push(format!("started {}", result.started.join(", ")));
+        }
         if !result.skipped.is_empty() {
             parts.push(format!(
                 "skipped (systemd not running in the root): {}",
@@ -119,6 +127,29 @@ pub fn converge_units(
     tls: &TlsPaths,
     systemd: &dyn Systemd,
 ) -> anyhow::Result<UnitsOutcome> {
+    converge(root, config, ip, tls, systemd, false)
+}
+
+/// What the `units` step runs: [`converge_units`] and the agent's own timers
+/// ([`converge_timers`]) together, so a first boot reloads systemd once for both.
+pub fn converge_node_units(
+    root: &Path,
+    config: &NodeConfig,
+    ip: Ipv4Addr,
+    tls: &TlsPaths,
+    systemd: &dyn Systemd,
+) -> anyhow::Result<UnitsOutcome> {
+    converge(root, config, ip, tls, systemd, true)
+}
+
+fn converge(
+    root: &Path,
+    config: &NodeConfig,
+    ip: Ipv4Addr,
+    tls: &TlsPaths,
+    systemd: &dyn Systemd,
+    with_timers: bool,
+) -> anyhow::Result<UnitsOutcome> {
     let layout = config.os.layout();
     let unit_dir = under_root(root, layout.unit_dir);
     let wanted = render::dropins(config, &layout, ip, tls)?;
@@ -149,9 +180,19 @@ pub fn converge_units(
         outcome.removed.push(stale);
     }
 
+    let mut timers_removed = false;
+    if with_timers {
+        let timer_files =
+            timers::write_timers(&unit_dir, layout.unit_dir, &timers::timers(config, &layout))?;
+        timers_removed = !timer_files.removed.is_empty();
+        outcome.written.extend(timer_files.written);
+        outcome.removed.extend(timer_files.removed);
+        changed_units.extend(timer_files.changed_timers);
+    }
+
     let pending_path = under_root(root, pending::PENDING_PATH);
     let due = pending::read(&pending_path)?;
-    if !changed_units.is_empty() || !due.is_empty() {
+    if !changed_units.is_empty() || !due.is_empty() || timers_removed {
         if !due.is_empty() {
             tracing::warn!(units = %join(&due), "unit actions an earlier run left undone: retrying");
         }
@@ -160,6 +201,38 @@ pub fn converge_units(
         let watched = watched_units(config);
         apply(root, systemd, &units, &watched, &pending_path, &mut outcome)?;
     }
+    Ok(outcome)
+}
+
+/// Writes the agent's own timers ([`timers::timers`]) and their enable links under
+/// `<root><layout.unit_dir>`, removes ours the node no longer needs, and applies the change like
+/// [`converge_units`]: one `daemon-reload`, then each changed timer restarted if it runs or
+/// started if not. Nothing changes on a warm run.
+pub fn converge_timers(
+    root: &Path,
+    config: &NodeConfig,
+    systemd: &dyn Systemd,
+) -> anyhow::Result<UnitsOutcome> {
+    let layout = config.os.layout();
+    let unit_dir = under_root(root, layout.unit_dir);
+    let wanted = timers::timers(config, &layout);
+    let files = timers::write_timers(&unit_dir, layout.unit_dir, &wanted)?;
+    let mut outcome = UnitsOutcome::default();
+    if files.is_empty() {
+        return Ok(outcome);
+    }
+    outcome.written = files.written;
+    outcome.removed = files.removed;
+    let pending_path = under_root(root, pending::PENDING_PATH);
+    let watched = watched_units(config);
+    apply(
+        root,
+        systemd,
+        &files.changed_timers,
+        &watched,
+        &pending_path,
+        &mut outcome,
+    )?;
     Ok(outcome)
 }
 
@@ -224,6 +297,14 @@ fn apply(
                 .with_context(|| format!("{unit} changed but failed to restart"))?;
             tracing::info!(unit = %unit, "restarted: its configuration changed");
             outcome.restarted.push(unit.clone());
+        } else if unit.ends_with(".timer") {
+            // A timer of ours that was just installed (or failed to start before): a timer
+            // only arms when started, and starting one never waits for its service.
+            systemd
+                .start_no_block(std::slice::from_ref(unit))
+                .with_context(|| format!("{unit} changed but could not be started"))?;
+            tracing::info!(unit = %unit, "started timer");
+            outcome.started.push(unit.clone());
         }
     }
     pending::clear(pending_path)

@@ -107,17 +107,24 @@ fn docker_dropin(os: OsVariant, layout: &OsLayout, args: &str) -> String {
         }
     };
     format!(
-        "{HEADER}\n[Unit]\nAfter={flannel}\n\n[Service]\n{service}",
+        "{HEADER}\n[Unit]\nAfter={flannel}\n{NO_START_LIMIT}\n[Service]\n{service}",
         flannel = layout.flannel_unit
     )
 }
+
+/// mc restarts dockerd and flanneld whenever their certificates are renewed; Debian's
+/// docker.service allows 3 starts a minute, after which a restart fails and leaves dockerd
+/// stopped until someone runs `reset-failed`. Both units restart on failure by themselves.
+const NO_START_LIMIT: &str =
+    "# mc restarts this unit when its certificates are renewed: no start limit.\n\
+                              StartLimitIntervalSec=0\n";
 
 /// The flanneld drop-in. flanneld reads every flag from a `FLANNELD_<FLAG>` variable too, so
 /// this works whatever command line the composer's unit uses, without touching its
 /// `FLANNEL_OPTS` (where the composer keeps the etcd endpoints).
 fn flannel_dropin(ip: Ipv4Addr) -> String {
     format!(
-        "{HEADER}\n[Service]\n\
+        "{HEADER}\n[Unit]\n{NO_START_LIMIT}\n[Service]\n\
          # Route the overlay over the private network and announce that address.\n\
          Environment=FLANNELD_IFACE={ip}\n\
          Environment=FLANNELD_PUBLIC_IP={ip}\n"

@@ -149,6 +149,14 @@ fn first_run_writes_both_dropins_and_reloads_once() {
     let docker = read(&docker);
     assert!(docker.starts_with(HEADER), "{docker}");
     assert!(docker.contains("After=flanneld.service\n"), "{docker}");
+    // Renewals restart dockerd and flanneld: a start limit would leave them stopped.
+    assert!(docker.contains("\nStartLimitIntervalSec=0\n"), "{docker}");
+    assert!(
+        read(&flannel).contains("[Unit]\n# mc restarts this unit")
+            && read(&flannel).contains("\nStartLimitIntervalSec=0\n"),
+        "{}",
+        read(&flannel)
+    );
     assert!(
         docker.contains(
             "ExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// \

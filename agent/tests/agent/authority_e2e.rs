@@ -101,7 +101,7 @@ async fn nodes_enroll_with_the_real_authority_and_run_etcd_with_what_it_issued()
         .unwrap();
     let url = format!("https://{}", server.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
+    let task = tokio::spawn(server.run(molten::serve::Limits::default(), async move {
         let _ = stopped.await;
     }));
 
@@ -153,7 +153,9 @@ async fn nodes_enroll_with_the_real_authority_and_run_etcd_with_what_it_issued()
         before
     );
     let roster = enroll::roster(a.root.path(), &a.settings).await.unwrap();
-    assert_eq!(roster, ["node-a", "node-b"]);
+    assert_eq!(roster.nodes, ["node-a", "node-b"]);
+    assert!(roster.revoked.is_empty());
+    let roster = roster.nodes;
 
     // etcd with node-a's issued server certificate and the authority's etcd CA.
     let etcd_server = EtcdServer::start_tls(
@@ -167,12 +169,12 @@ async fn nodes_enroll_with_the_real_authority_and_run_etcd_with_what_it_issued()
     .unwrap();
     let endpoints = vec![etcd_server.endpoint()];
     let retry = Retry::with_budget(Duration::from_secs(5));
-    let mut admin = etcd::connect_tls(&endpoints, retry, Some(a.tls(Kind::EtcdAdmin)))
+    let mut admin = etcd::connect(&endpoints, retry, a.tls(Kind::EtcdAdmin))
         .await
         .unwrap();
     let done = rbac::bootstrap(&mut admin, &roster).await.unwrap();
     assert_eq!(done.created, ["root", "node-a", "node-b"]);
-    let mut as_b = etcd::connect_tls(&endpoints, retry, Some(b.tls(Kind::EtcdClient)))
+    let mut as_b = etcd::connect(&endpoints, retry, b.tls(Kind::EtcdClient))
         .await
         .unwrap();
     etcd::put(&mut as_b, &keys::node_record("node-b"), "{}")
@@ -188,7 +190,7 @@ async fn nodes_enroll_with_the_real_authority_and_run_etcd_with_what_it_issued()
         &std::fs::read_to_string(b.file(Kind::DockerServer, "pem")).unwrap(),
         &std::fs::read_to_string(b.file(Kind::DockerServer, "key")).unwrap(),
     );
-    assert!(etcd::connect_tls(&endpoints, retry, Some(docker_as_etcd))
+    assert!(etcd::connect(&endpoints, retry, docker_as_etcd)
         .await
         .is_err());
 

@@ -1,5 +1,6 @@
 //! The TLS proof: a real dockerd started with exactly the TLS flags the agent's drop-in renders
-//! accepts a client certificate from the cluster CA and refuses everyone else.
+//! accepts a client certificate from the cluster's Docker CA and refuses everyone else (the
+//! enrolled identities themselves: `trust_docker.rs`).
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -122,6 +123,19 @@ async fn dockerd_with_the_agents_tls_flags_accepts_only_cluster_clients() {
     let err = docker::connect(&host, Some(&stranger)).await.unwrap_err();
     assert_refused_by_tls(&err);
 
+    // The daemon's own certificate (serverAuth only, as the authority issues docker-server) is
+    // not a client certificate.
+    let server_as_client = client(
+        dir,
+        "server-as-client",
+        &cluster.cert_pem,
+        Some(&(server_cert.clone(), server_key.clone())),
+    );
+    let err = docker::connect(&host, Some(&server_as_client))
+        .await
+        .unwrap_err();
+    assert_refused_by_tls(&err);
+
     // Plain HTTP to the TLS port: refused.
     let err = docker::connect(&host, None).await.unwrap_err();
     assert!(
@@ -167,56 +181,6 @@ async fn a_server_certificate_from_another_ca_is_refused_by_the_client() {
         text.contains("not answering") && text.contains("UnknownIssuer"),
         "{text}"
     );
-    drop(dockerd);
-}
-
-/// The same proof with the certificates the agent's PKI step issues (cluster CA, server
-/// certificate with loopback among its SANs, client certificate for BOSH's CPI).
-#[tokio::test(flavor = "multi_thread")]
-async fn dockerd_accepts_the_client_certificate_the_agent_issues() {
-    use mc::pki::{cert, Ca, Kind};
-
-    let files = tempfile::tempdir().unwrap();
-    let dir = files.path();
-    let cluster = Ca::generate("test").unwrap();
-    let server_kind = Kind::Server {
-        ips: vec![Ipv4Addr::LOCALHOST.into()],
-        dns: vec!["node-0".into()],
-    };
-    let server = cert::issue(&cluster, "node-0", &server_kind, cert::VALIDITY).unwrap();
-    let tls = TlsPaths {
-        ca: write(dir, "ca.pem", &cluster.cert_pem),
-        server_cert: write(dir, "server-cert.pem", &server.cert_pem),
-        server_key: write(dir, "server-key.pem", &server.key_pem),
-    };
-    let port = molten_testkit::free_port().unwrap();
-    let dockerd = Dockerd::builder()
-        .args(tls_listen_args(Ipv4Addr::LOCALHOST, port, &tls))
-        .start()
-        .unwrap();
-    let host = format!("tcp://127.0.0.1:{port}");
-
-    let pair = cert::issue(&cluster, "node-0", &Kind::Client, cert::VALIDITY).unwrap();
-    let agent_client = client(
-        dir,
-        "agent",
-        &cluster.cert_pem,
-        Some(&(pair.cert_pem, pair.key_pem)),
-    );
-    let docker = docker::connect(&host, Some(&agent_client)).await.unwrap();
-    assert_eq!(docker.ping().await.unwrap(), "OK");
-
-    // The server certificate is not a client certificate (EKU serverAuth only).
-    let server_as_client = client(
-        dir,
-        "server-as-client",
-        &cluster.cert_pem,
-        Some(&(server.cert_pem.clone(), server.key_pem.clone())),
-    );
-    let err = docker::connect(&host, Some(&server_as_client))
-        .await
-        .unwrap_err();
-    assert_refused_by_tls(&err);
     drop(dockerd);
 }
 

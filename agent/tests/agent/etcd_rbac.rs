@@ -29,11 +29,9 @@ fn retry() -> Retry {
     }
 }
 
-#[tokio::test]
-async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd_ca = TestCa::new("etcd", dir.path()).unwrap();
-    let docker_ca = TestCa::new("docker", dir.path()).unwrap();
+/// An etcd CA in `dir`, one etcd member with client-certificate auth, and a `root` certificate.
+fn etcd_with_client_auth(dir: &std::path::Path) -> (TestCa, EtcdServer, Issued) {
+    let etcd_ca = TestCa::new("etcd", dir).unwrap();
     let server = etcd_ca.issue("member", &["127.0.0.1"]).unwrap();
     let etcd = EtcdServer::start_tls(
         "m0",
@@ -44,10 +42,18 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
         },
     )
     .unwrap();
+    let root = etcd_ca.issue("root", &[]).unwrap();
+    (etcd_ca, etcd, root)
+}
+
+#[tokio::test]
+async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (etcd_ca, etcd, root) = etcd_with_client_auth(dir.path());
     let endpoints = vec![etcd.endpoint()];
     assert!(endpoints[0].starts_with("https://"));
+    let docker_ca = TestCa::new("docker", dir.path()).unwrap();
 
-    let root = etcd_ca.issue("root", &[]).unwrap();
     let node_a = etcd_ca.issue("node-a", &[]).unwrap();
     let node_b = etcd_ca.issue("node-b", &[]).unwrap();
     let stranger = etcd_ca.issue("node-z", &[]).unwrap();
@@ -57,7 +63,7 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
         "node-b".to_string(),
         "root".to_string(),
     ];
-    let mut admin = etcd::connect_tls(&endpoints, retry(), Some(tls(&etcd_ca, &root)))
+    let mut admin = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &root))
         .await
         .unwrap();
     let first = rbac::bootstrap(&mut admin, &roster).await.unwrap();
@@ -91,7 +97,7 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
     );
 
     // Node A: its own record and status, reads under /molten/, flannel leases.
-    let mut a = etcd::connect_tls(&endpoints, retry(), Some(tls(&etcd_ca, &node_a)))
+    let mut a = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &node_a))
         .await
         .unwrap();
     etcd::put(&mut a, &keys::node_record("node-a"), "{}")
@@ -103,7 +109,7 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
     etcd::put(&mut a, "/coreos.com/network/subnets/10.1.1.0-24", "{}")
         .await
         .unwrap();
-    let mut b = etcd::connect_tls(&endpoints, retry(), Some(tls(&etcd_ca, &node_b)))
+    let mut b = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &node_b))
         .await
         .unwrap();
     etcd::put(&mut b, &keys::node_record("node-b"), "{\"b\":1}")
@@ -143,7 +149,7 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
     );
 
     // A certificate from the etcd CA for a user without a role reads nothing.
-    let mut z = etcd::connect_tls(&endpoints, retry(), Some(tls(&etcd_ca, &stranger)))
+    let mut z = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &stranger))
         .await
         .unwrap();
     let err = etcd::get(&mut z, &keys::node_record("node-a"))
@@ -153,8 +159,7 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
 
     // A Docker-CA certificate, or none at all: no connection.
     let docker_client = docker_ca.issue("node-a", &[]).unwrap();
-    let err =
-        refused(etcd::connect_tls(&endpoints, retry(), Some(tls(&etcd_ca, &docker_client))).await);
+    let err = refused(etcd::connect(&endpoints, retry(), tls(&etcd_ca, &docker_client)).await);
     assert!(
         format!("{err:#}").contains("connecting to etcd")
             || format!("{err:#}").contains("etcd unreachable"),
@@ -167,14 +172,25 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
         &["get", "/molten/", "--prefix"],
     )
     .unwrap_err();
-    let err = refused(etcd::connect(&[etcd.endpoint()], retry()).await);
-    assert!(
-        format!("{err:#}").contains("needs a client certificate"),
-        "{err:#}"
+    // No certificate at all: etcd's own client, without TLS, gets no answer (etcdctl without a
+    // certificate neither); mc has no way to dial without one, and refuses a plain URL.
+    molten_testkit::etcd::etcdctl(&etcd.endpoint(), &["get", "/molten/", "--prefix"]).unwrap_err();
+    let bare = async {
+        let mut client = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+        client.get("/molten/", None).await
+    };
+    let bare = tokio::time::timeout(std::time::Duration::from_secs(10), bare).await;
+    assert!(!matches!(bare, Ok(Ok(_))), "read without a certificate");
+    let plain = refused(
+        etcd::connect(
+            &[etcd.endpoint().replace("https", "http")],
+            retry(),
+            tls(&etcd_ca, &root),
+        )
+        .await,
     );
-    let plain = refused(etcd::connect(&[etcd.endpoint().replace("https", "http")], retry()).await);
     assert!(
-        format!("{plain:#}").contains("etcd unreachable"),
+        format!("{plain:#}").contains("is not https://"),
         "{plain:#}"
     );
 
@@ -184,9 +200,7 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
             let endpoints = endpoints.clone();
             let tls = tls(&etcd_ca, &root);
             tokio::spawn(async move {
-                let mut client = etcd::connect_tls(&endpoints, retry(), Some(tls))
-                    .await
-                    .unwrap();
+                let mut client = etcd::connect(&endpoints, retry(), tls).await.unwrap();
                 let roster = vec!["node-r1".to_string(), "node-r2".to_string()];
                 rbac::bootstrap(&mut client, &roster).await
             })
@@ -204,4 +218,61 @@ async fn a_node_writes_only_its_own_keys_and_the_bootstrap_is_idempotent() {
         .await
         .unwrap();
     assert_eq!(later.created, vec!["node-c"]);
+}
+
+/// A revoked node (the authority's roster lists it): its user and role are deleted, so its
+/// still-valid certificate reads and writes nothing; the others are untouched; repeat is a no-op.
+#[tokio::test]
+async fn a_revoked_node_loses_its_etcd_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (etcd_ca, etcd, root) = etcd_with_client_auth(dir.path());
+    let endpoints = vec![etcd.endpoint()];
+    let node_a = etcd_ca.issue("node-a", &[]).unwrap();
+    let node_b = etcd_ca.issue("node-b", &[]).unwrap();
+    let mut admin = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &root))
+        .await
+        .unwrap();
+    let roster = vec!["node-a".to_string(), "node-b".to_string()];
+    rbac::bootstrap(&mut admin, &roster).await.unwrap();
+    let mut b = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &node_b))
+        .await
+        .unwrap();
+    etcd::put(&mut b, &keys::node_status("node-b"), "{}")
+        .await
+        .unwrap();
+
+    let revoked = vec![
+        "node-b".to_string(),
+        "root".to_string(),
+        "node-q".to_string(),
+    ];
+    let removed = rbac::revoke(&mut admin, &revoked).await.unwrap();
+    assert_eq!(removed, ["node-b"], "root and unknown names are left alone");
+    let users = etcd
+        .etcdctl_as(&root.cert, &root.key, &["user", "list"])
+        .unwrap();
+    assert_eq!(
+        users.split_whitespace().collect::<Vec<_>>(),
+        ["node-a", "root"]
+    );
+    let roles = etcd
+        .etcdctl_as(&root.cert, &root.key, &["role", "list"])
+        .unwrap();
+    assert!(!roles.contains("node-b"), "{roles}");
+    for result in [
+        etcd::get(&mut b, &keys::node_record("node-a"))
+            .await
+            .map(|_| ()),
+        etcd::put(&mut b, &keys::node_status("node-b"), "{}").await,
+    ] {
+        let err = result.unwrap_err();
+        assert!(format!("{err:#}").contains("permission denied"), "{err:#}");
+    }
+    let mut a = etcd::connect(&endpoints, retry(), tls(&etcd_ca, &node_a))
+        .await
+        .unwrap();
+    etcd::put(&mut a, &keys::node_status("node-a"), "{}")
+        .await
+        .unwrap();
+    assert!(rbac::revoke(&mut admin, &revoked).await.unwrap().is_empty());
 }

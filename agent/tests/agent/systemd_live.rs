@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mc::docker::{self, ClientTls};
-use mc::pki::{cert, Ca, Kind};
 use mc::systemd::{self, Systemctl, Systemd, TlsPaths};
 use molten_contract::{NodeConfig, Role};
 use molten_testkit::fixtures;
@@ -19,6 +18,7 @@ use molten_testkit::ignition;
 use molten_testkit::lab::netns::Hub;
 use molten_testkit::lab::node::LabNode;
 use molten_testkit::lab::{image, image_cache, nodes_dir, unique_id};
+use molten_testkit::pki::TestCa;
 
 const HUB_IP: Ipv4Addr = Ipv4Addr::new(10, 86, 0, 1);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 86, 0, 11);
@@ -28,7 +28,7 @@ const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 86, 0, 12);
 fn config() -> NodeConfig {
     let mut config = fixtures::node_config("units-live", 0, NODE_IP);
     config.node.roles = vec![Role::Worker];
-    config.etcd.endpoints = vec![format!("http://{HUB_IP}:2379")];
+    config.etcd.endpoints = vec![format!("https://{HUB_IP}:2379")];
     config
 }
 
@@ -56,21 +56,16 @@ fn assert_docker_active(node: &LabNode) {
     );
 }
 
-/// The PKI step's files, where the layout says, for a server certificate of `name` at
-/// `NODE_IP` (keys are the PKI step's business; here only their content matters).
-fn install_tls(node: &LabNode, cfg: &NodeConfig, name: &str) -> (Ca, TlsPaths) {
-    let tls_dir = PathBuf::from(cfg.os.layout().tls_dir);
-    let ca = Ca::generate("live").unwrap();
-    let server_kind = Kind::Server {
-        ips: vec![NODE_IP.into(), Ipv4Addr::LOCALHOST.into()],
-        dns: vec![name.into()],
-    };
-    let server = cert::issue(&ca, name, &server_kind, cert::VALIDITY).unwrap();
-    let tls = TlsPaths {
-        ca: tls_dir.join("ca.pem"),
-        server_cert: tls_dir.join("server-cert.pem"),
-        server_key: tls_dir.join("server-key.pem"),
-    };
+/// The enrolled identity's files where the agent's drop-in points dockerd (the Docker CA, the
+/// node's docker-server pair), for a server certificate of `name` at `NODE_IP` from a test
+/// Docker CA made in `pki` (keys are `mc enroll`'s business; here only their content matters).
+fn install_tls(node: &LabNode, cfg: &NodeConfig, name: &str, pki: &Path) -> (TestCa, TlsPaths) {
+    let ca = TestCa::new("docker", pki).unwrap();
+    let server = ca
+        .issue(name, &[&NODE_IP.to_string(), "127.0.0.1", name])
+        .unwrap();
+    let settings = mc::enroll::Settings::from_config(cfg);
+    let tls = mc::converge::trust::docker_tls_paths(cfg, &settings);
     let on_node = |p: &Path| node.root().join(p.strip_prefix("/").unwrap());
     put(&on_node(&tls.ca), &ca.cert_pem);
     put(&on_node(&tls.server_cert), &server.cert_pem);
@@ -78,9 +73,38 @@ fn install_tls(node: &LabNode, cfg: &NodeConfig, name: &str) -> (Ca, TlsPaths) {
     (ca, tls)
 }
 
+/// A lab node booted from [`ignition_config`], Docker up. Fields drop in order: the node first,
+/// then its namespaces, then its files.
+struct Booted {
+    node: LabNode,
+    hub: Hub,
+    _work: tempfile::TempDir,
+}
+
+fn boot_node(name: &str) -> Booted {
+    let image = image::ensure_image(&image_cache()).unwrap();
+    let id = unique_id();
+    let hub = Hub::create(&format!("{id}-hub"), HUB_IP, 24).unwrap();
+    let netns = hub.attach(&format!("{id}-n1"), "p1", NODE_IP).unwrap();
+    std::fs::create_dir_all(nodes_dir()).unwrap();
+    let work = tempfile::tempdir_in(nodes_dir()).unwrap();
+    let mut node = LabNode::create(name, NODE_IP, &image, &work.path().join(name), netns).unwrap();
+    let ign = work.path().join("node.ign");
+    std::fs::write(&ign, ignition_config(name)).unwrap();
+    ignition::apply_files(&ign, &node.root()).unwrap();
+    node.boot().unwrap();
+    node.wait_booted(Duration::from_secs(120)).unwrap();
+    assert_docker_active(&node);
+    Booted {
+        node,
+        hub,
+        _work: work,
+    }
+}
+
 /// The node as the agent on it sees it: its mount namespace (where /run/systemd/system lives)
 /// through /proc/<pid1>/root, and its systemd through nsenter.
-fn agent_view(node: &LabNode) -> (PathBuf, Systemctl) {
+pub(crate) fn agent_view(node: &LabNode) -> (PathBuf, Systemctl) {
     let pid1 = node.pid1().unwrap();
     let root = PathBuf::from(format!("/proc/{pid1}/root"));
     let prefix = [
@@ -115,38 +139,32 @@ fn main_pid(node: &LabNode) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
-    let image = image::ensure_image(&image_cache()).unwrap();
-    let id = unique_id();
-    let hub = Hub::create(&format!("{id}-hub"), HUB_IP, 24).unwrap();
-    let netns = hub.attach(&format!("{id}-n1"), "p1", NODE_IP).unwrap();
-    let peer = hub.attach(&format!("{id}-n2"), "p2", PEER_IP).unwrap();
-    std::fs::create_dir_all(nodes_dir()).unwrap();
-    let work = tempfile::tempdir_in(nodes_dir()).unwrap();
     let name = "units-live";
-    let mut node = LabNode::create(name, NODE_IP, &image, &work.path().join(name), netns).unwrap();
-    let ign = work.path().join("node.ign");
-    std::fs::write(&ign, ignition_config(name)).unwrap();
-    ignition::apply_files(&ign, &node.root()).unwrap();
-    node.boot().unwrap();
-    node.wait_booted(Duration::from_secs(120)).unwrap();
-    assert_docker_active(&node);
-    let pid_before = main_pid(&node);
+    let mut booted = boot_node(name);
+    let peer = booted
+        .hub
+        .attach(&format!("{}-n2", unique_id()), "p2", PEER_IP)
+        .unwrap();
+    let node = &mut booted.node;
+    let pid_before = main_pid(node);
 
     let cfg = config();
-    let (ca, tls) = install_tls(&node, &cfg, name);
-    let (root, node_systemctl) = agent_view(&node);
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, tls) = install_tls(node, &cfg, name, pki.path());
+    let (root, node_systemctl) = agent_view(node);
 
     let first = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &node_systemctl).unwrap();
     assert_eq!(first.written.len(), 2, "{first:?}");
     assert!(first.reloaded, "{first:?}");
     assert_eq!(first.restarted, ["docker.service"], "{first:?}");
     assert!(first.skipped.is_empty(), "{first:?}");
-    assert_docker_active(&node);
-    let pid_after = main_pid(&node);
+    assert_docker_active(node);
+    let pid_after = main_pid(node);
     assert_ne!(pid_before, pid_after, "dockerd was restarted");
 
     // dockerd, started by systemd from our drop-in, serves mutual TLS on the private IP.
-    let client_pair = cert::issue(&ca, name, &Kind::Client, cert::VALIDITY).unwrap();
+    // The operator's Docker client certificate (BOSH's), from the Docker CA.
+    let client_pair = ca.issue("bosh", &[]).unwrap();
     // Kept until the end of the test: the probe thread reads the files from it.
     let client_dir = tempfile::tempdir().unwrap();
     let client_tls = ClientTls {
@@ -182,7 +200,7 @@ async fn running_dockerd_is_restarted_into_tls_once_and_left_alone_after() {
     // Nothing changed: no write, no reload, no restart.
     let second = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &node_systemctl).unwrap();
     assert_eq!(second, systemd::UnitsOutcome::default());
-    assert_eq!(main_pid(&node), pid_after, "dockerd kept running untouched");
+    assert_eq!(main_pid(node), pid_after, "dockerd kept running untouched");
 
     node.kill().unwrap();
 }
@@ -270,7 +288,8 @@ async fn a_start_job_lost_by_the_first_boot_reload_is_enqueued_again_without_blo
     ])
     .unwrap();
     let cfg = config();
-    let (_ca, tls) = install_tls(&node, &cfg, name);
+    let pki = tempfile::tempdir().unwrap();
+    let (_ca, tls) = install_tls(&node, &cfg, name, pki.path());
     let (root, node_systemctl) = agent_view(&node);
     let queued = node_systemctl.queued_start_jobs().unwrap();
     assert!(queued.contains(&"docker.service".to_string()), "{queued:?}");
@@ -352,25 +371,15 @@ fn loaded_exec_start(node: &LabNode) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_daemon_reload_is_retried_by_the_next_converge_which_reports_a_change() {
-    let image = image::ensure_image(&image_cache()).unwrap();
-    let id = unique_id();
-    let hub = Hub::create(&format!("{id}-hub"), HUB_IP, 24).unwrap();
-    let netns = hub.attach(&format!("{id}-n1"), "p1", NODE_IP).unwrap();
-    std::fs::create_dir_all(nodes_dir()).unwrap();
-    let work = tempfile::tempdir_in(nodes_dir()).unwrap();
     let name = "units-retry";
-    let mut node = LabNode::create(name, NODE_IP, &image, &work.path().join(name), netns).unwrap();
-    let ign = work.path().join("node.ign");
-    std::fs::write(&ign, ignition_config(name)).unwrap();
-    ignition::apply_files(&ign, &node.root()).unwrap();
-    node.boot().unwrap();
-    node.wait_booted(Duration::from_secs(120)).unwrap();
-    assert_docker_active(&node);
-    let pid_before = main_pid(&node);
+    let mut booted = boot_node(name);
+    let node = &mut booted.node;
+    let pid_before = main_pid(node);
 
     let cfg = config();
-    let (_ca, tls) = install_tls(&node, &cfg, name);
-    let (root, node_systemctl) = agent_view(&node);
+    let pki = tempfile::tempdir().unwrap();
+    let (_ca, tls) = install_tls(node, &cfg, name, pki.path());
+    let (root, node_systemctl) = agent_view(node);
     let flaky = FirstReloadFails {
         systemctl: &node_systemctl,
         failed: std::cell::Cell::new(false),
@@ -379,8 +388,8 @@ async fn a_failed_daemon_reload_is_retried_by_the_next_converge_which_reports_a_
     let err = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &flaky).unwrap_err();
     assert!(format!("{err:#}").contains("forced by the test"), "{err:#}");
     // The drop-ins are on disk, systemd has not read them, dockerd runs the old configuration.
-    assert!(!loaded_exec_start(&node).contains("--tlsverify"));
-    assert_eq!(main_pid(&node), pid_before);
+    assert!(!loaded_exec_start(node).contains("--tlsverify"));
+    assert_eq!(main_pid(node), pid_before);
 
     // The next converge finds no file to change but the reload and restart still due.
     let second = systemd::converge_units(&root, &cfg, NODE_IP, &tls, &flaky).unwrap();
@@ -389,10 +398,10 @@ async fn a_failed_daemon_reload_is_retried_by_the_next_converge_which_reports_a_
     assert_eq!(second.retried, ["docker.service", "flanneld.service"]);
     assert_eq!(second.restarted, ["docker.service"], "{second:?}");
     assert!(second.changed(), "reported as a change: {second:?}");
-    assert!(loaded_exec_start(&node).contains("--tlsverify"));
-    assert_docker_active(&node);
+    assert!(loaded_exec_start(node).contains("--tlsverify"));
+    assert_docker_active(node);
     assert_ne!(
-        main_pid(&node),
+        main_pid(node),
         pid_before,
         "dockerd restarted into the new configuration"
     );

@@ -30,6 +30,7 @@ fn options(root: &Path) -> Options {
         config: None,
         etcd: None,
         docker_host: None,
+        docker_client: None,
         stage: Stage::Boot,
         etcd_retry: Retry::with_budget(Duration::from_secs(10)),
     }
@@ -143,14 +144,10 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
 
     // Records: fingerprints and expiry of every certificate, nothing more.
     let root_id = etcd_ca.issue("root", &[]).unwrap();
-    let mut admin = etcd::connect_tls(
+    let mut admin = etcd::connect(
         &[etcd.endpoint()],
         Retry::with_budget(Duration::from_secs(5)),
-        Some(EtcdTls::new(
-            &etcd_ca.cert_pem,
-            &root_id.cert_pem,
-            &root_id.key_pem,
-        )),
+        EtcdTls::new(&etcd_ca.cert_pem, &root_id.cert_pem, &root_id.key_pem),
     )
     .await
     .unwrap();
@@ -188,7 +185,7 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
         assert!(!value.contains("PRIVATE KEY"), "key material in {key}");
         assert!(!value.contains("BEGIN"), "PEM in {key}");
         assert!(
-            !key.starts_with("/molten/ca/") && !key.starts_with(keys::TLS_PREFIX),
+            !key.starts_with("/molten/ca/") && !key.starts_with("/molten/tls/"),
             "{key}"
         );
     }
@@ -196,21 +193,21 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
     // mc bosh with the operator's Docker client certificate: no node key involved.
     let rules = mc::records::rules(&mut admin, None).await.unwrap();
     let operator = docker_ca.issue("bosh", &[]).unwrap();
-    let pair = mc::pki::Pair {
+    let pair = mc::identity::Pair {
         cert_pem: operator.cert_pem.clone(),
         key_pem: operator.key_pem.clone(),
     };
-    let inputs = mc::bosh::load_with_client(&mut admin, &rules, &docker_ca.cert_pem, pair.clone())
+    let inputs = mc::bosh::load(&mut admin, &rules, &docker_ca.cert_pem)
         .await
         .unwrap();
-    let cpi = mc::bosh::cpi_config(&inputs);
+    let cpi = mc::bosh::cpi_config(&inputs, &pair);
     assert!(
         cpi.contains("docker-z0") && cpi.contains("docker-z1"),
         "{cpi}"
     );
     let first_line = |pem: &str| pem.lines().nth(1).unwrap().to_string();
     assert!(cpi.contains(&first_line(&operator.cert_pem)), "{cpi}");
-    let err = mc::bosh::load_with_client(&mut admin, &rules, &etcd_ca.cert_pem, pair)
+    let err = mc::bosh::load(&mut admin, &rules, &etcd_ca.cert_pem)
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("not the given one"), "{err:#}");
@@ -219,14 +216,14 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
     // subnet naming B's address is found by A's next converge.
     let b_dir = roots[1].path().join("var/lib/molten/identity");
     let read = |f: &str| std::fs::read_to_string(b_dir.join(f)).unwrap();
-    let mut as_b = etcd::connect_tls(
+    let mut as_b = etcd::connect(
         &[etcd.endpoint()],
         Retry::with_budget(Duration::from_secs(5)),
-        Some(EtcdTls::new(
+        EtcdTls::new(
             &etcd_ca.cert_pem,
             &read("etcd-client.pem"),
             &read("etcd-client.key"),
-        )),
+        ),
     )
     .await
     .unwrap();
@@ -252,10 +249,7 @@ async fn enrolled_nodes_converge_over_mtls_and_etcd_holds_no_key() {
         error.contains(&forged) && error.contains("10.9.9.9"),
         "{flannel:?}"
     );
-    assert_eq!(
-        configs[0].trust.as_ref().unwrap().roster,
-        ["node-a", "node-b"]
-    );
+    assert_eq!(configs[0].trust.roster, ["node-a", "node-b"]);
     assert_eq!(
         a.steps[1].state,
         State::Changed,

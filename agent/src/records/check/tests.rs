@@ -5,6 +5,7 @@ fn rules() -> Rules {
     Rules {
         flannel: Some(FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24)),
         docker_port: Some(2376),
+        docker_ca_fingerprint: Some("ab".repeat(32)),
     }
 }
 
@@ -168,4 +169,32 @@ fn without_cluster_rules_the_record_is_still_checked_on_its_own() {
         Some(FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24))
     );
     assert_eq!(Rules::from_flannel_config("garbage"), None);
+}
+
+#[test]
+fn the_record_must_name_the_clusters_docker_ca() {
+    let mut foreign = record();
+    foreign.ca_fingerprint = "cd".repeat(32);
+    let why = reason(checked(&foreign));
+    assert!(
+        why.contains(&format!("ca_fingerprint \"{}\"", "cd".repeat(32)))
+            && why.contains(&format!(
+                "not the cluster's Docker CA ({})",
+                "ab".repeat(32)
+            )),
+        "{why}"
+    );
+    // Hex case does not matter; an unknown CA (a reader without one) is not checked.
+    let mut upper = record();
+    upper.ca_fingerprint = "AB".repeat(32);
+    assert!(matches!(checked(&upper), Checked::Valid(_)));
+    let unknown = Rules {
+        docker_ca_fingerprint: None,
+        ..rules()
+    };
+    let value = serde_json::to_string(&foreign).unwrap();
+    assert!(matches!(
+        check_record("node-2", value.as_bytes(), &unknown),
+        Checked::Valid(_)
+    ));
 }

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use mc::converge::State;
-use molten_testkit::etcd::EtcdServer;
 use molten_testkit::free_port;
 
 use super::support::*;
@@ -30,7 +29,7 @@ fn a_missing_node_config_is_named_and_nothing_is_written() {
 
 #[test]
 fn a_malformed_node_config_names_the_problem() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let node = numbered_node(0, &etcd.endpoint());
     let broken = node
         .config
@@ -48,7 +47,8 @@ fn a_malformed_node_config_names_the_problem() {
     );
     assert_eq!(snapshot(node.root.path()), before);
     assert_eq!(
-        etcd.etcdctl(&["get", "/", "--prefix", "--keys-only"])
+        trust()
+            .etcdctl_root(&etcd.endpoint(), &["get", "/", "--prefix", "--keys-only"])
             .unwrap()
             .trim(),
         ""
@@ -56,8 +56,70 @@ fn a_malformed_node_config_names_the_problem() {
 }
 
 #[test]
+fn a_node_config_from_before_the_authority_is_refused_saying_to_recompose() {
+    let etcd = start_etcd();
+    let node = numbered_node(0, &etcd.endpoint());
+    let mut old: serde_json::Value = serde_json::from_str(&node.config.to_json()).unwrap();
+    old["version"] = 1.into();
+    old.as_object_mut().unwrap().remove("trust");
+    old["etcd"]["endpoints"] = serde_json::json!([etcd.endpoint().replace("https", "http")]);
+    std::fs::write(node.config_path(), old.to_string()).unwrap();
+    let before = snapshot(node.root.path());
+    let root_arg = node.root.path().to_str().unwrap();
+    let out = run_mc(&["converge", "--root", root_arg], LIMIT);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        "node-config version 1",
+        "predates the cluster authority",
+        "Recompose it with an authority",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+    assert_eq!(snapshot(node.root.path()), before, "nothing written");
+}
+
+#[test]
+fn a_plain_http_etcd_endpoint_is_a_configuration_error() {
+    let etcd = start_etcd();
+    let mut node = numbered_node(0, &etcd.endpoint());
+    let plain = etcd.endpoint().replace("https://", "http://");
+    node.config.etcd.endpoints = vec![plain.clone()];
+    node.write_config();
+    let root_arg = node.root.path().to_str().unwrap();
+    let started = std::time::Instant::now();
+    let out = run_mc(
+        &["converge", "--root", root_arg, "--etcd-timeout", "30"],
+        LIMIT,
+    );
+    assert!(!out.status.success());
+    // Refused at once, not retried until the budget is spent.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("etcd endpoint \"{plain}\" is not https://")),
+        "{stdout}"
+    );
+    // The same from the operator's side.
+    let mut args = vec!["status", "--etcd", plain.as_str()];
+    let tls = root_tls_args();
+    args.extend(tls.iter().map(String::as_str));
+    let out = run_mc(&args, LIMIT);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not https://"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn etcd_down_fails_in_bounded_time_naming_the_endpoint() {
-    let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let dead = format!("https://127.0.0.1:{}", free_port().unwrap());
     let node = numbered_node(0, &dead);
     let root_arg = node.root.path().to_str().unwrap();
     let out = run_mc(
@@ -87,7 +149,7 @@ fn etcd_down_fails_in_bounded_time_naming_the_endpoint() {
     let etcd_step = status.steps.iter().find(|s| s.name == "etcd").unwrap();
     assert_eq!(etcd_step.state, State::Failed);
     assert!(etcd_step.error.as_deref().unwrap().contains("unreachable"));
-    for skipped in ["flannel", "pki", "record"] {
+    for skipped in ["flannel", "record"] {
         let s = status.steps.iter().find(|s| s.name == skipped).unwrap();
         assert_eq!(s.state, State::Skipped, "{s:?}");
     }
@@ -95,7 +157,7 @@ fn etcd_down_fails_in_bounded_time_naming_the_endpoint() {
 
 #[test]
 fn docker_down_fails_the_step_publishes_status_and_exits_non_zero() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let node = numbered_node(0, &etcd.endpoint());
     let root_arg = node.root.path().to_str().unwrap();
     let socket = node.path("/nowhere/docker.sock");
@@ -111,7 +173,7 @@ fn docker_down_fails_the_step_publishes_status_and_exits_non_zero() {
         "{stdout}"
     );
 
-    let status_out = run_mc(
+    let status_out = run_mc_root(
         &["status", "--etcd", &etcd.endpoint(), "--json", "--no-probe"],
         LIMIT,
     );
@@ -119,16 +181,19 @@ fn docker_down_fails_the_step_publishes_status_and_exits_non_zero() {
         !status_out.status.success(),
         "a failed node makes mc status fail"
     );
-    let views: serde_json::Value = serde_json::from_slice(&status_out.stdout).unwrap();
+    let views: serde_json::Value = serde_json::from_slice(&status_out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: stderr: {}", text(&status_out.stderr)));
     assert_eq!(views[0]["name"], "node-0");
     assert_eq!(views[0]["health"], "failed");
     assert_eq!(views[0]["failed_step"], "docker-network");
     assert!(views[0]["error"].as_str().unwrap().contains(&host));
-    let table = run_mc(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
-    let table = text(&table.stdout);
+    let out = run_mc_root(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
+    let table = text(&out.stdout);
     assert!(
-        table.contains("node-0") && table.contains("failed  docker-network:"),
-        "{table}"
+        table.contains("node-0") && table.contains("failed  -      docker-network:"),
+        "{table}\nstderr ({}): {}",
+        out.status,
+        text(&out.stderr)
     );
 }
 

@@ -1,10 +1,10 @@
-//! `mc bosh` from real node records: the shapes BOSH expects, and a cpi-config that survives a
-//! reboot of every node.
+//! `mc bosh` from real node records: the shapes BOSH expects, the operator's Docker client
+//! certificate in every CPI (no key from etcd), and a cpi-config that survives a reboot of every
+//! node.
 
 use std::time::Duration;
 
 use mc::converge::Stage;
-use molten_testkit::etcd::EtcdServer;
 use yaml_rust2::YamlLoader;
 
 use super::support::*;
@@ -13,19 +13,39 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn bosh_configs_match_the_nodes_and_survive_reboots() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let nodes = numbered_nodes(2, &etcd.endpoint());
     let sd = RecordingSystemd::default();
     for n in &nodes {
         assert!(n.converge(Stage::Boot, None, &sd).ok());
     }
     let ep = etcd.endpoint();
+    let bosh = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(bosh_tls_args());
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_mc(&all, LIMIT)
+    };
 
-    let out = run_mc(&["bosh", "cpi-config", "--etcd", &ep], LIMIT);
+    // Without the operator's certificate there is no cpi-config: node keys are not in etcd.
+    let mut args = vec!["bosh", "cpi-config", "--etcd", &ep];
+    let root = root_tls_args();
+    args.extend(root.iter().map(String::as_str));
+    let out = run_mc(&args, LIMIT);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("pass --client-cert and --client-key"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "no partial output");
+
+    let out = bosh(&["bosh", "cpi-config", "--etcd", &ep]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc = &YamlLoader::load_from_str(&text(&out.stdout)).unwrap()[0];
     let cpis = doc["cpis"].as_vec().unwrap();
     assert_eq!(cpis.len(), 2);
+    let operator = operator_docker();
     for (i, (cpi, node)) in cpis.iter().zip(&nodes).enumerate() {
         assert_eq!(cpi["name"].as_str().unwrap(), format!("docker-z{i}"));
         assert_eq!(cpi["type"].as_str(), Some("docker"));
@@ -35,21 +55,13 @@ fn bosh_configs_match_the_nodes_and_survive_reboots() {
             format!("tcp://10.0.0.1{i}:2376")
         );
         assert_eq!(p["api_version"].as_str(), Some("1.38"));
-        assert_eq!(p["tls"]["ca"].as_str().unwrap(), node.tls("ca.pem"));
-        assert_eq!(
-            p["tls"]["certificate"].as_str().unwrap(),
-            node.tls("client-cert.pem")
-        );
-        assert_eq!(
-            p["tls"]["private_key"].as_str().unwrap(),
-            node.tls("client-key.pem")
-        );
+        // The Docker CA the node's dockerd trusts, and the operator's certificate.
+        assert_eq!(p["tls"]["ca"].as_str().unwrap(), node.tls("docker-ca.pem"));
+        assert_eq!(p["tls"]["certificate"].as_str().unwrap(), operator.cert_pem);
+        assert_eq!(p["tls"]["private_key"].as_str().unwrap(), operator.key_pem);
     }
 
-    let out = run_mc(
-        &["bosh", "cloud-config", "--etcd", &ep, "--dns", "10.0.0.2"],
-        LIMIT,
-    );
+    let out = bosh(&["bosh", "cloud-config", "--etcd", &ep, "--dns", "10.0.0.2"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let doc = &YamlLoader::load_from_str(&text(&out.stdout)).unwrap()[0];
     assert_eq!(doc["azs"][1]["name"].as_str(), Some("z1"));
@@ -71,15 +83,15 @@ fn bosh_configs_match_the_nodes_and_survive_reboots() {
 
     let dir = tempfile::tempdir().unwrap();
     let dir_arg = dir.path().to_str().unwrap();
-    let out = run_mc(&["bosh", "write", "--etcd", &ep, "--dir", dir_arg], LIMIT);
+    let out = bosh(&["bosh", "write", "--etcd", &ep, "--dir", dir_arg]);
     assert!(text(&out.stdout).contains("wrote cloud-config.yml, cpi-config.yml"));
     let before = snapshot(dir.path());
 
-    // Every node reboots: certificates are stable, so nothing BOSH sees changes.
+    // Every node reboots: identities are kept, so nothing BOSH sees changes.
     for n in &nodes {
         assert!(n.converge(Stage::Boot, None, &sd).ok());
     }
-    let out = run_mc(&["bosh", "write", "--etcd", &ep, "--dir", dir_arg], LIMIT);
+    let out = bosh(&["bosh", "write", "--etcd", &ep, "--dir", dir_arg]);
     assert!(out.status.success());
     assert!(
         text(&out.stdout).starts_with("unchanged"),

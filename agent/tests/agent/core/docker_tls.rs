@@ -1,19 +1,19 @@
-//! The certificates the agent issues work with a real dockerd: started with the agent's TLS
-//! flags, it serves `mc converge --docker-host tcp://...` (the node's client certificate) and
-//! refuses a client without one.
+//! The enrolled identity works with a real dockerd: started with the agent's TLS flags (the
+//! Docker CA, the node's docker-server pair), it serves `mc converge --docker-host tcp://...`
+//! presenting the operator's Docker client certificate, and refuses a client without one. Over
+//! TCP without a client certificate, converge says what it needs instead of trying.
 
 use std::net::Ipv4Addr;
 
-use mc::converge::{Stage, State};
+use mc::converge::{DockerClient, Stage, State};
 use mc::systemd::{tls_listen_args, TlsPaths};
 use molten_testkit::docker::Dockerd;
-use molten_testkit::etcd::EtcdServer;
 
 use super::support::*;
 
 #[test]
-fn dockerd_serves_the_agent_over_mutual_tls_with_its_own_certificates() {
-    let etcd = EtcdServer::start().unwrap();
+fn dockerd_serves_the_agent_over_mutual_tls_with_the_enrolled_identity() {
+    let etcd = start_etcd();
     let port = molten_testkit::free_port().unwrap();
     let mut config = node_config("node-5", 5, Ipv4Addr::LOCALHOST, &etcd.endpoint());
     config.docker.tls_port = port;
@@ -21,23 +21,48 @@ fn dockerd_serves_the_agent_over_mutual_tls_with_its_own_certificates() {
     let boot = node.converge(Stage::Boot, None, &RecordingSystemd::default());
     assert!(boot.ok(), "{:#?}", boot.steps);
 
-    let dir = node.path("/etc/molten/tls");
+    // The files the units step points dockerd at, under the node's root.
+    let identity = node.path("/var/lib/molten/identity");
     let tls = TlsPaths {
-        ca: dir.join("ca.pem"),
-        server_cert: dir.join("server-cert.pem"),
-        server_key: dir.join("server-key.pem"),
+        ca: node.path("/etc/molten/tls/docker-ca.pem"),
+        server_cert: identity.join("docker-server.pem"),
+        server_key: identity.join("docker-server.key"),
     };
+    let dropin =
+        std::fs::read_to_string(node.path("/etc/systemd/system/docker.service.d/50-mc.conf"))
+            .unwrap();
+    for path in [
+        "/etc/molten/tls/docker-ca.pem",
+        "/var/lib/molten/identity/docker-server",
+    ] {
+        assert!(dropin.contains(path), "{path} not in {dropin}");
+    }
     let docker = Dockerd::builder()
         .args(tls_listen_args(Ipv4Addr::LOCALHOST, port, &tls))
         .start()
         .unwrap();
     let host = format!("tcp://127.0.0.1:{port}");
 
-    let network = node.converge(
+    // Over TCP without a client certificate: the step fails saying what it needs.
+    let report = node.converge(
         Stage::Network,
         Some(host.clone()),
         &RecordingSystemd::default(),
     );
+    let error = step(&report, "docker-network").error.clone().unwrap();
+    assert!(error.contains("--docker-cert"), "{error}");
+
+    let operator = operator_docker();
+    let mut options = node.options(Stage::Network, Some(host.clone()));
+    options.docker_client = Some(DockerClient {
+        cert: operator.cert.clone(),
+        key: operator.key.clone(),
+    });
+    let network = block_on(mc::converge::converge(
+        &options,
+        &RecordingSystemd::default(),
+    ))
+    .unwrap();
     assert!(network.ok(), "{:#?}", network.steps);
     assert_eq!(step(&network, "docker-network").state, State::Changed);
     let subnet = docker

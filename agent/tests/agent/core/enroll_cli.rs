@@ -81,7 +81,7 @@ fn enroll_is_idempotent_and_a_failure_shows_in_status() {
 
     // A plain-HTTP authority is never used.
     let mut plain = config.clone();
-    plain.trust.as_mut().unwrap().authority_url = "http://127.0.0.1:1".into();
+    plain.trust.authority_url = "http://127.0.0.1:1".into();
     write(fresh.path(), &plain);
     let out = run_mc(&["enroll", "--root", root], LIMIT);
     assert!(!out.status.success());
@@ -91,14 +91,16 @@ fn enroll_is_idempotent_and_a_failure_shows_in_status() {
         text(&out.stderr)
     );
 
-    // Without a trust section there is nothing to enroll with.
-    let mut none = config.clone();
-    none.trust = None;
-    write(fresh.path(), &none);
+    // A node config from before the authority (version 1, no trust section): nothing to
+    // enroll with, and the error says to recompose.
+    let mut old: serde_json::Value = serde_json::from_str(&config.to_json()).unwrap();
+    old["version"] = 1.into();
+    old.as_object_mut().unwrap().remove("trust");
+    std::fs::write(fresh.path().join("etc/molten/node.json"), old.to_string()).unwrap();
     let out = run_mc(&["enroll", "--root", root], LIMIT);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("has no trust section"),
+        text(&out.stderr).contains("predates the cluster authority"),
         "{}",
         text(&out.stderr)
     );

@@ -9,7 +9,6 @@ use std::time::Duration;
 use mc::converge::{self, Stage, State};
 use mc::etcd::{Etcd, Retry};
 use molten_contract::keys;
-use molten_testkit::etcd::EtcdServer;
 use molten_testkit::process::free_port;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -31,16 +30,16 @@ async fn forward(listener: TcpListener, target: String) {
 }
 
 fn host_port(endpoint: &str) -> String {
-    endpoint.trim_start_matches("http://").to_string()
+    endpoint.trim_start_matches("https://").to_string()
 }
 
 fn dead_endpoint() -> String {
-    format!("http://127.0.0.1:{}", free_port().unwrap())
+    format!("https://127.0.0.1:{}", free_port().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn converge_succeeds_when_the_first_endpoint_is_dead() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let dead = dead_endpoint();
     let mut node = numbered_node(0, &etcd.endpoint());
     node.config.etcd.endpoints = vec![dead.clone(), etcd.endpoint()];
@@ -66,17 +65,20 @@ async fn converge_succeeds_when_the_first_endpoint_is_dead() {
         connected.starts_with(&format!("connected to {}", etcd.endpoint())),
         "{connected}"
     );
-    let record = etcd
-        .etcdctl(&["get", "--print-value-only", &keys::node_record("node-0")])
+    let record = trust()
+        .etcdctl_root(
+            &etcd.endpoint(),
+            &["get", "--print-value-only", &keys::node_record("node-0")],
+        )
         .unwrap();
     assert!(record.contains("\"node-0\""), "{record}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn converge_waits_for_an_etcd_that_comes_up_after_it() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let port = free_port().unwrap();
-    let node = numbered_node(0, &format!("http://127.0.0.1:{port}"));
+    let node = numbered_node(0, &format!("https://127.0.0.1:{port}"));
     let systemd = RecordingSystemd::default();
 
     // The endpoint starts answering 3 s after mc started (the budget is 10 s).
@@ -99,23 +101,30 @@ async fn converge_waits_for_an_etcd_that_comes_up_after_it() {
     let step = report.steps.iter().find(|s| s.name == "etcd").unwrap();
     assert_eq!(step.state, State::Unchanged);
     assert!(step.duration_ms >= 2_500, "it waited: {step:?}");
-    let status = etcd
-        .etcdctl(&["get", "--print-value-only", &keys::node_status("node-0")])
+    let status = trust()
+        .etcdctl_root(
+            &etcd.endpoint(),
+            &["get", "--print-value-only", &keys::node_status("node-0")],
+        )
         .unwrap();
     assert!(status.contains("\"ok\":true"), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_fails_over_when_its_endpoint_dies_after_connecting() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let first = format!("http://{}", listener.local_addr().unwrap());
+    let first = format!("https://{}", listener.local_addr().unwrap());
     let proxy = tokio::spawn(forward(listener, host_port(&etcd.endpoint())));
 
     let endpoints = vec![first.clone(), etcd.endpoint()];
-    let mut session = Etcd::connect(&endpoints, Retry::with_budget(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let mut session = Etcd::connect(
+        &endpoints,
+        Retry::with_budget(Duration::from_secs(10)),
+        root_tls(),
+    )
+    .await
+    .unwrap();
     assert_eq!(session.endpoint(), first);
     // The member behind the first endpoint goes away, connections and all.
     proxy.abort();
@@ -128,18 +137,22 @@ async fn a_session_fails_over_when_its_endpoint_dies_after_connecting() {
         .await
         .unwrap();
     assert_eq!(session.endpoint(), etcd.endpoint());
-    let value = etcd
-        .etcdctl(&["get", "--print-value-only", "/molten-test/failover"])
+    let value = trust()
+        .etcdctl_root(
+            &etcd.endpoint(),
+            &["get", "--print-value-only", "/molten-test/failover"],
+        )
         .unwrap();
     assert_eq!(value.trim(), "written");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_etcd_gives_for_the_request_itself_is_not_retried() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let mut session = Etcd::connect(
         &[etcd.endpoint()],
         Retry::with_budget(Duration::from_secs(10)),
+        root_tls(),
     )
     .await
     .unwrap();

@@ -1,5 +1,5 @@
 //! etcd membership without etcdctl, against real three- to five-member etcd 3.4 clusters on
-//! 127.0.0.1: a wiped member re-joins under its name, new members join as learners and are
+//! 127.0.0.1 with mutual TLS (the operator's root identity, and each node's own): a wiped member re-joins under its name, new members join as learners and are
 //! promoted, members are removed, and removals that would lose quorum are refused.
 
 use std::time::Duration;
@@ -34,7 +34,9 @@ fn join_member(cluster: &EtcdCluster, node: &Node, name: &str) -> JoinOutcome {
 
 async fn session(cluster: &EtcdCluster, names: &[&str]) -> Etcd {
     let endpoints: Vec<String> = names.iter().map(|n| cluster.member(n).endpoint()).collect();
-    Etcd::connect(&endpoints, MEMBERSHIP_RETRY).await.unwrap()
+    Etcd::connect(&endpoints, MEMBERSHIP_RETRY, root_tls())
+        .await
+        .unwrap()
 }
 
 fn members(cluster: &EtcdCluster, through: &[&str]) -> Vec<Member> {
@@ -70,7 +72,7 @@ fn join_start_promote(cluster: &mut EtcdCluster, node: &Node, name: &str, throug
 
 #[test]
 fn a_wiped_member_rejoins_under_its_name_with_no_dead_entry_left() {
-    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let mut cluster = start_cluster(&["a", "b", "c"]);
     let before = members(&cluster, &["a"]);
     let old_c = before.iter().find(|m| m.name == "c").unwrap().id;
     cluster.stop("c").unwrap();
@@ -110,7 +112,9 @@ fn a_wiped_member_rejoins_under_its_name_with_no_dead_entry_left() {
     );
     assert!(after.iter().all(|m| !m.learner), "{after:?}");
     // The re-joined member serves writes as a voter.
-    molten_testkit::etcd::etcdctl(&cluster.member("c").endpoint(), &["put", "/k", "v"]).unwrap();
+    trust()
+        .etcdctl_root(&cluster.member("c").endpoint(), &["put", "/k", "v"])
+        .unwrap();
 
     // A reboot of c (data kept): the join finds it and changes nothing.
     cluster.stop("c").unwrap();
@@ -125,7 +129,7 @@ fn a_wiped_member_rejoins_under_its_name_with_no_dead_entry_left() {
 
 #[test]
 fn the_cluster_grows_to_five_and_shrinks_back_to_three() {
-    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let mut cluster = start_cluster(&["a", "b", "c"]);
     let mut nodes = Vec::new();
     for name in ["d", "e"] {
         cluster.reserve(name).unwrap();
@@ -147,12 +151,14 @@ fn the_cluster_grows_to_five_and_shrinks_back_to_three() {
         cluster.discard(name).unwrap();
     }
     assert_eq!(names(&members(&cluster, &["a"])), ["a", "b", "c"]);
-    molten_testkit::etcd::etcdctl(&cluster.member("b").endpoint(), &["put", "/k", "v"]).unwrap();
+    trust()
+        .etcdctl_root(&cluster.member("b").endpoint(), &["put", "/k", "v"])
+        .unwrap();
 }
 
 #[test]
 fn removals_that_would_lose_quorum_are_refused_saying_why() {
-    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let mut cluster = start_cluster(&["a", "b", "c"]);
     cluster.stop("c").unwrap();
     let endpoints = format!(
         "{},{}",
@@ -162,7 +168,7 @@ fn removals_that_would_lose_quorum_are_refused_saying_why() {
     let limit = Duration::from_secs(60);
 
     // a answers: without it, b alone is not a quorum of the two left.
-    let out = run_mc(&["etcd", "remove", "a", "--etcd", &endpoints], limit);
+    let out = run_mc_root(&["etcd", "remove", "a", "--etcd", &endpoints], limit);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("refusing to remove a"), "{err}");
@@ -171,12 +177,12 @@ fn removals_that_would_lose_quorum_are_refused_saying_why() {
     assert_eq!(names(&members(&cluster, &["a"])), ["a", "b", "c"]);
 
     // c is dead: removing it is what an operator should do.
-    let out = run_mc(&["etcd", "remove", "c", "--etcd", &endpoints], limit);
+    let out = run_mc_root(&["etcd", "remove", "c", "--etcd", &endpoints], limit);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("removed etcd member c"));
     assert_eq!(names(&members(&cluster, &["a"])), ["a", "b"]);
 
-    let out = run_mc(&["etcd", "remove", "nobody", "--etcd", &endpoints], limit);
+    let out = run_mc_root(&["etcd", "remove", "nobody", "--etcd", &endpoints], limit);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
@@ -185,7 +191,7 @@ fn removals_that_would_lose_quorum_are_refused_saying_why() {
     );
 
     // The members table names the leader and both voters.
-    let out = run_mc(&["etcd", "members", "--etcd", &endpoints], limit);
+    let out = run_mc_root(&["etcd", "members", "--etcd", &endpoints], limit);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert_eq!(table.lines().count(), 3, "{table}");
@@ -194,7 +200,7 @@ fn removals_that_would_lose_quorum_are_refused_saying_why() {
 
 #[test]
 fn a_member_of_this_name_that_still_answers_is_not_replaced() {
-    let cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let cluster = start_cluster(&["a", "b", "c"]);
     // c's disk looks empty to this join, but the member named c runs: another machine.
     let node = member_node("c");
     let member = cluster.member("c");

@@ -1,4 +1,5 @@
-//! Snapshots and disaster recovery against a real three-member etcd 3.4 cluster, through the
+//! Snapshots and disaster recovery against a real three-member etcd 3.4 cluster (mutual TLS;
+//! the node's own identity for its snapshot, the operator's root one elsewhere), through the
 //! built binary: `mc etcd snapshot` with retention, then two members' data lost and the third
 //! stopped, `mc etcd restore` re-forms the cluster from the newest snapshot and the others
 //! re-join it. Prints the figures docs/performance.md quotes (run with --nocapture).
@@ -10,7 +11,6 @@ use mc::etcd::snapshot::{self, SnapshotRecord};
 use mc::etcd::Etcd;
 use mc::etcd_join::{join, JoinOptions};
 use molten_testkit::etcd::ETCDCTL;
-use molten_testkit::etcd_cluster::EtcdCluster;
 
 use super::support::*;
 
@@ -28,7 +28,7 @@ fn key_count(endpoint: &str) -> usize {
 
 #[test]
 fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
-    let mut cluster = EtcdCluster::start(&["a", "b", "c"]).unwrap();
+    let mut cluster = start_cluster(&["a", "b", "c"]);
     let endpoints = cluster.endpoints().join(",");
     block_on(async {
         let mut client = etcd_client(&cluster.member("a").endpoint()).await;
@@ -76,7 +76,10 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
     let size = std::fs::metadata(&newest).unwrap().len();
     assert_eq!(record.bytes, size);
     // The members table shows the age of a's last snapshot, and that b and c never took one.
-    let out = run_mc(&["etcd", "members", "--etcd", &endpoints], LIMIT);
+    let mut args = vec!["etcd", "members", "--etcd", &endpoints];
+    let tls = root_tls_args();
+    args.extend(tls.iter().map(String::as_str));
+    let out = run_mc(&args, LIMIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     let line = |name: &str| {
@@ -149,9 +152,13 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
             .start_existing(name, &outcome.initial_cluster)
             .unwrap();
         block_on(async {
-            let mut etcd = Etcd::connect(&[cluster.member("a").endpoint()], MEMBERSHIP_RETRY)
-                .await
-                .unwrap();
+            let mut etcd = Etcd::connect(
+                &[cluster.member("a").endpoint()],
+                MEMBERSHIP_RETRY,
+                root_tls(),
+            )
+            .await
+            .unwrap();
             assert!(
                 membership::promote_by_name(&mut etcd, name, Duration::from_secs(30))
                     .await
@@ -161,9 +168,13 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
     }
     let all_ok = started.elapsed();
     let members = block_on(async {
-        let mut etcd = Etcd::connect(&[cluster.member("a").endpoint()], MEMBERSHIP_RETRY)
-            .await
-            .unwrap();
+        let mut etcd = Etcd::connect(
+            &[cluster.member("a").endpoint()],
+            MEMBERSHIP_RETRY,
+            root_tls(),
+        )
+        .await
+        .unwrap();
         membership::list(&mut etcd).await.unwrap()
     });
     let mut names: Vec<_> = members.iter().map(|m| m.name.clone()).collect();

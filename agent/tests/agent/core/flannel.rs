@@ -4,7 +4,6 @@
 use etcd_client::PutOptions;
 use mc::converge::{Stage, State};
 use molten_contract::FlannelSettings;
-use molten_testkit::etcd::EtcdServer;
 
 use super::support::*;
 
@@ -15,7 +14,7 @@ fn lease_key(node: &Node) -> String {
 
 #[test]
 fn reservation_is_put_again_after_flanneld_made_it_a_lease() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let (node, sd) = booted_node(0, &etcd.endpoint());
     let key = lease_key(&node);
 
@@ -57,11 +56,13 @@ fn reservation_is_put_again_after_flanneld_made_it_a_lease() {
 
 #[test]
 fn a_subnet_held_by_another_node_is_never_taken() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let node = numbered_node(1, &etcd.endpoint());
     let key = lease_key(&node);
     let theirs = r#"{"PublicIP":"10.0.0.99","BackendType":"vxlan"}"#;
-    etcd.etcdctl(&["put", &key, theirs]).unwrap();
+    trust()
+        .etcdctl_root(&etcd.endpoint(), &["put", &key, theirs])
+        .unwrap();
 
     let report = node.converge(Stage::Boot, None, &RecordingSystemd::default());
     assert!(!report.ok());
@@ -73,7 +74,8 @@ fn a_subnet_held_by_another_node_is_never_taken() {
         "{error}"
     );
     assert_eq!(
-        etcd.etcdctl(&["get", &key, "--print-value-only"])
+        trust()
+            .etcdctl_root(&etcd.endpoint(), &["get", &key, "--print-value-only"])
             .unwrap()
             .trim(),
         theirs
@@ -86,9 +88,13 @@ fn a_subnet_held_by_another_node_is_never_taken() {
 
 #[test]
 fn a_different_network_config_is_a_conflict_not_overwritten() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let other = r#"{"Network":"10.50.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan"}}"#;
-    etcd.etcdctl(&["put", "/coreos.com/network/config", other])
+    trust()
+        .etcdctl_root(
+            &etcd.endpoint(),
+            &["put", "/coreos.com/network/config", other],
+        )
         .unwrap();
     let node = numbered_node(2, &etcd.endpoint());
     let report = node.converge(Stage::Boot, None, &RecordingSystemd::default());
@@ -99,7 +105,11 @@ fn a_different_network_config_is_a_conflict_not_overwritten() {
         "{flannel:?}"
     );
     assert_eq!(
-        etcd.etcdctl(&["get", "/coreos.com/network/config", "--print-value-only"])
+        trust()
+            .etcdctl_root(
+                &etcd.endpoint(),
+                &["get", "/coreos.com/network/config", "--print-value-only"]
+            )
             .unwrap()
             .trim(),
         other
@@ -108,7 +118,7 @@ fn a_different_network_config_is_a_conflict_not_overwritten() {
 
 #[test]
 fn the_bosh_network_follows_flannels_actual_lease_and_a_mismatch_fails_naming_both() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let (node, sd) = booted_node(1, &etcd.endpoint());
     // flanneld holds another subnet than zone 1's (a lost reservation, a changed network).
     node.write_flannel_lease(

@@ -1,12 +1,11 @@
 //! Hostile node records in a real etcd: garbage, a control-character name, an endpoint that
-//! disagrees with its address, a record of a future mc, a record without certificates. Each is
+//! disagrees with its address, a record of a future mc, a record naming another Docker CA. Each is
 //! isolated: `mc status` shows it as invalid (escaped) or newer, `mc bosh` leaves it out with a
 //! warning naming it, both exit "partial" (3), and the healthy nodes come out whole.
 
 use std::time::Duration;
 
 use mc::converge::Stage;
-use molten_testkit::etcd::EtcdServer;
 use serde_json::Value;
 use yaml_rust2::YamlLoader;
 
@@ -28,7 +27,7 @@ fn edited(base: &Value, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
 
 #[test]
 fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let nodes = numbered_nodes(2, &etcd.endpoint());
     let sd = RecordingSystemd::default();
     for node in &nodes {
@@ -80,7 +79,8 @@ fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
             r#"{"version":2,"name":"node-8","mc_version":"9.9.9","endpoints":{"docker":"x"}}"#,
         )
         .await;
-        // A valid record whose node crashed before its certificates were stored.
+        // A valid record whose dockerd trusts another Docker CA (an impostor's, or another
+        // cluster's): the operator's certificate must not be sent there.
         put(
             &mut client,
             "/molten/nodes/node-9",
@@ -91,6 +91,7 @@ fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
                 v["subnet"] = "10.213.10.0/24".into();
                 v["gateway"] = "10.213.10.1".into();
                 v["docker_endpoint"] = "tcp://10.0.0.19:2376".into();
+                v["ca_fingerprint"] = "ab".repeat(32).into();
             }),
         )
         .await;
@@ -103,7 +104,18 @@ fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
     });
 
     // mc status: the two real nodes whole, every hostile entry on its own line, escaped.
-    let out = run_mc(&["status", "--etcd", &ep, "--no-probe"], LIMIT);
+    let tls = root_tls_args();
+    let with_tls = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(tls.iter().cloned())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_mc(&args, LIMIT)
+    };
+    let out = run(with_tls(&["status", "--etcd", &ep, "--no-probe"]));
     let table = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -143,7 +155,7 @@ fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
         "node-9's record is valid: {table}"
     );
 
-    let out = run_mc(&["status", "--etcd", &ep, "--no-probe", "--json"], LIMIT);
+    let out = run(with_tls(&["status", "--etcd", &ep, "--no-probe", "--json"]));
     assert_eq!(out.status.code(), Some(PARTIAL));
     let views: Value = serde_json::from_slice(&out.stdout).unwrap();
     let health: Vec<(&str, &str)> = views
@@ -157,7 +169,14 @@ fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
 
     // mc bosh: both real nodes in both documents, each hostile one named on stderr.
     for document in ["cloud-config", "cpi-config"] {
-        let out = run_mc(&["bosh", document, "--etcd", &ep], LIMIT);
+        let mut args = vec![
+            "bosh".to_string(),
+            document.into(),
+            "--etcd".into(),
+            ep.clone(),
+        ];
+        args.extend(bosh_tls_args());
+        let out = run(args);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(PARTIAL), "{stderr}");
         assert!(!stderr.contains('\x1b'), "{stderr:?}");
@@ -174,7 +193,11 @@ fn hostile_records_are_isolated_and_the_other_nodes_come_out_whole() {
             );
         }
         assert!(
-            stderr.contains("node node-9 left out: no client certificate"),
+            stderr.contains(&format!(
+                "node node-9 left out: invalid record: ca_fingerprint \"{}\" is not the \
+                 cluster's Docker CA",
+                "ab".repeat(32)
+            )),
             "{stderr}"
         );
         assert!(stderr.contains("partial: 5 node(s) left out; the output covers the other 2"));

@@ -4,13 +4,12 @@
 use mc::converge::{Stage, State};
 use molten_contract::keys;
 use molten_testkit::docker::Dockerd;
-use molten_testkit::etcd::EtcdServer;
 
 use super::support::*;
 
 #[test]
 fn second_converge_changes_nothing() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let docker = Dockerd::start().unwrap();
     let node = numbered_node(0, &etcd.endpoint());
     node.boot_systemd();
@@ -18,7 +17,12 @@ fn second_converge_changes_nothing() {
 
     let first = node.converge(Stage::All, Some(docker.host()), &systemd);
     assert!(first.ok(), "{:#?}", first.steps);
-    assert_eq!(step(&first, "pki").state, State::Changed);
+    assert_eq!(
+        step(&first, "identity").state,
+        State::Changed,
+        "CAs installed"
+    );
+    assert_eq!(step(&first, "rbac").state, State::Changed, "users created");
     assert_eq!(step(&first, "units").state, State::Changed);
     assert_eq!(step(&first, "docker-network").state, State::Changed);
     assert_eq!(step(&first, "record").state, State::Changed);
@@ -81,10 +85,11 @@ fn second_converge_changes_nothing() {
             names,
             [
                 "address",
+                "identity",
                 "etcd",
                 "etcd-member",
+                "rbac",
                 "flannel",
-                "pki",
                 "units",
                 "record",
                 "docker-network"
@@ -95,7 +100,7 @@ fn second_converge_changes_nothing() {
 
 #[test]
 fn stages_publish_one_merged_status() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let docker = Dockerd::start().unwrap();
     let node = numbered_node(3, &etcd.endpoint());
     let boot = node.converge(Stage::Boot, None, &RecordingSystemd::default());
@@ -118,7 +123,7 @@ fn stages_publish_one_merged_status() {
         .iter()
         .map(|s| (s.stage.as_str(), s.name.as_str()))
         .collect();
-    assert!(stages.contains(&("boot", "pki")), "{stages:?}");
+    assert!(stages.contains(&("boot", "identity")), "{stages:?}");
     assert!(
         stages.contains(&("network", "docker-network")),
         "{stages:?}"

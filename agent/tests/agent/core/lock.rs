@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use mc::lock::{NodeLock, LOCK_PATH};
-use molten_testkit::etcd::EtcdServer;
 
 use super::support::*;
 
 #[test]
 fn a_second_converge_on_a_node_is_refused_while_one_runs_and_proceeds_after() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     let node = numbered_node(0, &etcd.endpoint());
     let root = node.root.path().to_str().unwrap().to_string();
     let lock_path = node.path(LOCK_PATH);

@@ -4,7 +4,6 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
 use mc::converge::Stage;
-use molten_testkit::etcd::EtcdServer;
 
 use super::support::*;
 
@@ -12,7 +11,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn healthy_and_unreachable_nodes_are_told_apart() {
-    let etcd = EtcdServer::start().unwrap();
+    let etcd = start_etcd();
     // node-0's "Docker" listens (a plain TCP listener on its TLS port); node-1's does not.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut up = node_config("node-0", 0, Ipv4Addr::LOCALHOST, &etcd.endpoint());
@@ -26,7 +25,14 @@ fn healthy_and_unreachable_nodes_are_told_apart() {
             .ok());
     }
 
-    let out = run_mc(&["status", "--etcd", &etcd.endpoint(), "--json"], LIMIT);
+    let ep = etcd.endpoint();
+    let tls = root_tls_args();
+    let status = |extra: &str| {
+        let mut args = vec!["status", "--etcd", &ep, extra];
+        args.extend(tls.iter().map(String::as_str));
+        run_mc(&args, LIMIT)
+    };
+    let out = status("--json");
     assert!(!out.status.success(), "one node is unreachable");
     let views: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(views[0]["name"], "node-0");
@@ -37,7 +43,7 @@ fn healthy_and_unreachable_nodes_are_told_apart() {
     assert_eq!(views[1]["health"], "unreachable");
 
     // Without the probe both are ok, and the exit code says so.
-    let out = run_mc(&["status", "--etcd", &etcd.endpoint(), "--no-probe"], LIMIT);
+    let out = status("--no-probe");
     assert!(out.status.success(), "{}", text(&out.stdout));
     let output = text(&out.stdout);
     let (table, members) = output.split_once("\n\n").expect("nodes, then etcd members");

@@ -1,4 +1,6 @@
-//! Helpers: node roots with a node config, a recording fake systemd, running converges.
+//! Helpers: the suite's trust (one throwaway authority: etcd, Docker and authority CAs), etcd
+//! over mutual TLS, enrolled node roots with a node config, a recording fake systemd, running
+//! converges.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,8 +13,74 @@ use mc::converge::{self, Options, Report, Stage};
 use mc::etcd::Retry;
 use mc::systemd::Systemd;
 use molten_contract::{FlannelSettings, NodeConfig};
+use molten_testkit::etcd::EtcdServer;
+use molten_testkit::etcd_cluster::EtcdCluster;
 use molten_testkit::fixtures;
+use molten_testkit::pki::TestTrust;
 use tempfile::TempDir;
+
+/// The suite's authority CAs, made once per test process under cargo's target tmp dir (never
+/// the source tree): every etcd of the suite and every node identity comes from them.
+pub fn trust() -> &'static TestTrust {
+    static TRUST: std::sync::OnceLock<TestTrust> = std::sync::OnceLock::new();
+    TRUST.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("agent-trust-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TestTrust::new(&dir).unwrap()
+    })
+}
+
+/// A single-member etcd with https and `--client-cert-auth`, from the suite's etcd CA.
+pub fn start_etcd() -> EtcdServer {
+    trust().start_etcd("default").unwrap()
+}
+
+/// A multi-member etcd with https and mutual TLS on client and peer URLs.
+pub fn start_cluster(names: &[&str]) -> EtcdCluster {
+    EtcdCluster::start(names, trust().etcd_server("cluster").unwrap()).unwrap()
+}
+
+/// The etcd root identity (the operator's `issue-client --etcd-root`).
+pub fn root_tls() -> mc::etcd::EtcdTls {
+    let t = trust();
+    mc::etcd::EtcdTls::new(&t.etcd.cert_pem, &t.root.cert_pem, &t.root.key_pem)
+}
+
+/// `--etcd-cert --etcd-key --etcd-ca` of the root identity, for the mc binary.
+pub fn root_tls_args() -> Vec<String> {
+    let t = trust();
+    vec![
+        "--etcd-cert".into(),
+        t.root.cert.display().to_string(),
+        "--etcd-key".into(),
+        t.root.key.display().to_string(),
+        "--etcd-ca".into(),
+        t.etcd.cert.display().to_string(),
+    ]
+}
+
+/// The operator's Docker client certificate (`molten authority issue-client --name bosh`).
+pub fn operator_docker() -> &'static molten_testkit::pki::Issued {
+    static BOSH: std::sync::OnceLock<molten_testkit::pki::Issued> = std::sync::OnceLock::new();
+    BOSH.get_or_init(|| trust().docker.issue("bosh", &[]).unwrap())
+}
+
+/// `mc bosh`'s certificates: the root etcd identity ([`root_tls_args`]), the Docker CA and the
+/// operator's Docker client certificate.
+pub fn bosh_tls_args() -> Vec<String> {
+    let mut args = root_tls_args();
+    let bosh = operator_docker();
+    args.extend([
+        "--docker-ca".into(),
+        trust().docker.cert.display().to_string(),
+        "--client-cert".into(),
+        bosh.cert.display().to_string(),
+        "--client-key".into(),
+        bosh.key.display().to_string(),
+    ]);
+    args
+}
 
 /// The fixture node config with this suite's own flannel network and a BOSH network named
 /// after the node, so concurrent tests never put two Docker bridges on one range or name.
@@ -44,15 +112,20 @@ pub fn booted_node(i: u8, etcd: &str) -> (Node, RecordingSystemd) {
     (node, sd)
 }
 
-/// A node's root directory with its node config at `/etc/molten/node.json`.
+/// An enrolled node's root directory: its identity under `/var/lib/molten/identity` (from the
+/// suite's CAs) and its node config at `/etc/molten/node.json`.
 pub struct Node {
     pub root: TempDir,
     pub config: NodeConfig,
 }
 
 impl Node {
-    pub fn new(config: NodeConfig) -> Self {
+    /// Enrolls the node (roster: `config.trust.roster`) and writes its config.
+    pub fn new(mut config: NodeConfig) -> Self {
         let root = tempfile::tempdir().unwrap();
+        let roster = config.trust.roster.clone();
+        let roster: Vec<&str> = roster.iter().map(String::as_str).collect();
+        trust().enroll(root.path(), &mut config, &roster).unwrap();
         let node = Self { root, config };
         node.write_config();
         node.write_flannel_lease(&molten_testkit::fixtures::flannel_subnet_env(&node.config));
@@ -95,6 +168,7 @@ impl Node {
             config: None,
             etcd: None,
             docker_host,
+            docker_client: None,
             stage,
             etcd_retry: Retry::with_budget(Duration::from_secs(10)),
         }
@@ -128,7 +202,7 @@ pub fn member_node(name: &str) -> Node {
         name,
         0,
         std::net::Ipv4Addr::LOCALHOST,
-        "http://127.0.0.1:1",
+        "https://127.0.0.1:1",
     ))
 }
 
@@ -225,10 +299,16 @@ pub fn step<'a>(report: &'a Report, name: &str) -> &'a converge::StepOutcome {
         .unwrap_or_else(|| panic!("no step {name} in {:#?}", report.steps))
 }
 
+/// A client of the etcd at `endpoint` as etcd's root (it reads and writes everything, also
+/// once a member turned authentication on).
 pub async fn etcd_client(endpoint: &str) -> etcd_client::Client {
-    etcd_client::Client::connect([endpoint], None)
-        .await
-        .unwrap()
+    mc::etcd::connect(
+        &[endpoint.to_string()],
+        Retry::with_budget(Duration::from_secs(10)),
+        root_tls(),
+    )
+    .await
+    .unwrap()
 }
 
 pub async fn get(client: &mut etcd_client::Client, key: &str) -> Option<mc::etcd::Entry> {
@@ -262,4 +342,13 @@ pub fn run_mc(args: &[&str], limit: Duration) -> Output {
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// [`run_mc`] as the operator with etcd's root identity ([`root_tls_args`] appended): for
+/// commands given `--etcd` off the node.
+pub fn run_mc_root(args: &[&str], limit: Duration) -> Output {
+    let tls = root_tls_args();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(tls.iter().map(String::as_str));
+    run_mc(&all, limit)
 }

@@ -1,0 +1,206 @@
+//! converge_timers against the recording fake systemd.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use molten_contract::{OsVariant, Role};
+
+use super::tests::{booted_root, config, tls, FakeSystemd, IP};
+use super::timers::*;
+use super::*;
+
+fn unit(root: &Path, name: &str) -> PathBuf {
+    root.join("etc/systemd/system").join(name)
+}
+
+fn link(root: &Path, timer: &str) -> PathBuf {
+    root.join("etc/systemd/system/timers.target.wants")
+        .join(timer)
+}
+
+fn member() -> NodeConfig {
+    let mut config = config(OsVariant::Debian);
+    config.node.roles = vec![Role::Etcd, Role::Worker];
+    config
+}
+
+fn worker() -> NodeConfig {
+    let mut config = config(OsVariant::Debian);
+    config.node.roles = vec![Role::Worker];
+    config
+}
+
+#[test]
+fn a_member_gets_both_timers_enabled_and_started_then_a_warm_run_changes_nothing() {
+    let root = booted_root();
+    let systemd = FakeSystemd::running(&[]);
+    let first = converge_timers(root.path(), &member(), &systemd).unwrap();
+    let r = root.path();
+    assert_eq!(
+        first.written,
+        vec![
+            unit(r, CONVERGE_TIMER),
+            unit(r, CONVERGE_SERVICE),
+            link(r, CONVERGE_TIMER),
+            unit(r, SNAPSHOT_TIMER),
+            unit(r, SNAPSHOT_SERVICE),
+            link(r, SNAPSHOT_TIMER),
+        ]
+    );
+    assert!(first.reloaded && first.changed());
+    assert_eq!(first.started, [CONVERGE_TIMER, SNAPSHOT_TIMER]);
+    assert!(first.restarted.is_empty());
+    assert_eq!(
+        systemd.take_calls(),
+        [
+            "list-jobs",
+            "daemon-reload",
+            "is-active mc-converge.timer",
+            "start --no-block mc-converge.timer",
+            "is-active mc-etcd-snapshot.timer",
+            "start --no-block mc-etcd-snapshot.timer",
+        ]
+    );
+    assert_eq!(
+        fs::read_link(link(r, SNAPSHOT_TIMER)).unwrap(),
+        Path::new("/etc/systemd/system/mc-etcd-snapshot.timer")
+    );
+    let converge = fs::read_to_string(unit(r, CONVERGE_SERVICE)).unwrap();
+    assert!(converge.starts_with(render::HEADER), "{converge}");
+    assert!(
+        converge.contains("ExecStart=/opt/bin/mc converge --lock-wait 300\n"),
+        "{converge}"
+    );
+    let snapshot = fs::read_to_string(unit(r, SNAPSHOT_SERVICE)).unwrap();
+    assert!(
+        snapshot.contains("ExecStart=/opt/bin/mc etcd snapshot --keep 7\n"),
+        "{snapshot}"
+    );
+    assert!(snapshot.contains("RequiresMountsFor=/var/lib/molten\n"));
+    let daily = fs::read_to_string(unit(r, SNAPSHOT_TIMER)).unwrap();
+    assert!(daily.contains("OnCalendar=daily\n") && daily.contains("Persistent=true\n"));
+    assert!(!r.join("run/molten/units-pending").exists());
+
+    let warm = converge_timers(r, &member(), &systemd).unwrap();
+    assert_eq!(warm, UnitsOutcome::default());
+    assert!(systemd.calls().is_empty(), "{:?}", systemd.calls());
+}
+
+#[test]
+fn a_worker_gets_no_snapshot_timer_and_loses_one_it_had() {
+    let root = booted_root();
+    let r = root.path();
+    let systemd = FakeSystemd::running(&[]);
+    converge_timers(r, &member(), &systemd).unwrap();
+    systemd.take_calls();
+
+    let systemd = FakeSystemd::running(&[CONVERGE_TIMER, SNAPSHOT_TIMER]);
+    let outcome = converge_timers(r, &worker(), &systemd).unwrap();
+    assert!(outcome.written.is_empty(), "{outcome:?}");
+    assert_eq!(
+        outcome.removed,
+        vec![
+            unit(r, SNAPSHOT_TIMER),
+            link(r, SNAPSHOT_TIMER),
+            unit(r, SNAPSHOT_SERVICE),
+        ]
+    );
+    assert!(outcome.reloaded && outcome.changed());
+    assert!(outcome.restarted.is_empty() && outcome.started.is_empty());
+    assert!(unit(r, CONVERGE_TIMER).exists());
+    assert!(fs::read_link(link(r, CONVERGE_TIMER)).is_ok());
+
+    // Someone else's unit of that name is not ours to remove.
+    fs::write(unit(r, SNAPSHOT_TIMER), "[Timer]\nOnCalendar=hourly\n").unwrap();
+    let again = converge_timers(r, &worker(), &systemd).unwrap();
+    assert_eq!(again, UnitsOutcome::default());
+    assert!(unit(r, SNAPSHOT_TIMER).exists());
+}
+
+#[test]
+fn an_edited_unit_is_put_back_and_its_running_timer_restarted() {
+    let root = booted_root();
+    let r = root.path();
+    converge_timers(r, &worker(), &FakeSystemd::running(&[])).unwrap();
+    fs::write(
+        unit(r, CONVERGE_SERVICE),
+        "[Service]\nExecStart=/bin/false\n",
+    )
+    .unwrap();
+    fs::remove_file(link(r, CONVERGE_TIMER)).unwrap();
+
+    let systemd = FakeSystemd::running(&[CONVERGE_TIMER]);
+    let outcome = converge_timers(r, &worker(), &systemd).unwrap();
+    assert_eq!(
+        outcome.written,
+        vec![unit(r, CONVERGE_SERVICE), link(r, CONVERGE_TIMER)]
+    );
+    // The timer restarts; the service, which may be the very run doing this, is not touched.
+    assert_eq!(outcome.restarted, [CONVERGE_TIMER]);
+    assert!(!systemd.calls().iter().any(|c| c.contains(CONVERGE_SERVICE)));
+}
+
+#[test]
+fn a_failed_reload_after_installing_timers_is_done_by_the_next_units_run() {
+    let root = booted_root();
+    let r = root.path();
+    let systemd = FakeSystemd::running(&[]);
+    systemd.failing_reloads.set(1);
+    let err = converge_timers(r, &worker(), &systemd).unwrap_err();
+    assert!(format!("{err:#}").contains("Access denied"), "{err:#}");
+    systemd.take_calls();
+
+    // The files are in place, so converge_timers sees nothing to do; the pending record makes
+    // the next units run reload and start the timer.
+    assert_eq!(
+        converge_timers(r, &worker(), &systemd).unwrap(),
+        UnitsOutcome::default()
+    );
+    let after = converge_units(r, &worker(), IP, &tls(), &systemd).unwrap();
+    assert_eq!(after.retried, [CONVERGE_TIMER]);
+    assert!(
+        after.started.contains(&CONVERGE_TIMER.to_string()),
+        "{after:?}"
+    );
+    assert!(after.changed());
+    assert!(!r.join("run/molten/units-pending").exists());
+}
+
+#[test]
+fn without_a_booted_systemd_the_files_are_written_and_the_actions_skipped() {
+    let root = tempfile::tempdir().unwrap();
+    let systemd = FakeSystemd::running(&[]);
+    let outcome = converge_timers(root.path(), &worker(), &systemd).unwrap();
+    assert_eq!(outcome.written.len(), 3);
+    assert!(!outcome.reloaded);
+    assert_eq!(
+        outcome.skipped,
+        ["daemon-reload", "restart mc-converge.timer (if active)"]
+    );
+}
+
+#[test]
+fn the_units_step_writes_dropins_and_timers_with_one_reload() {
+    let root = booted_root();
+    let r = root.path();
+    let systemd = FakeSystemd::running(&["docker.service"]);
+    let outcome = converge_node_units(r, &member(), IP, &tls(), &systemd).unwrap();
+    assert_eq!(outcome.written.len(), 2 + 6, "{outcome:?}");
+    assert_eq!(outcome.restarted, ["docker.service"]);
+    assert_eq!(outcome.started, [CONVERGE_TIMER, SNAPSHOT_TIMER]);
+    let calls = systemd.take_calls();
+    assert_eq!(
+        calls.iter().filter(|c| *c == "daemon-reload").count(),
+        1,
+        "{calls:?}"
+    );
+    let warm = converge_node_units(r, &member(), IP, &tls(), &systemd).unwrap();
+    assert_eq!(warm, UnitsOutcome::default());
+    assert_eq!(warm.done().state, crate::outcome::State::Unchanged);
+
+    // Turned into a worker: the snapshot timer goes, with one reload and nothing restarted.
+    let systemd = FakeSystemd::running(&[SNAPSHOT_TIMER]);
+    let worker = converge_node_units(r, &worker(), IP, &tls(), &systemd).unwrap();
+    assert_eq!(worker.removed.len(), 3, "{worker:?}");
+    assert!(worker.reloaded && worker.restarted.is_empty(), "{worker:?}");
+}
