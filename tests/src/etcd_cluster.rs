@@ -1,10 +1,13 @@
-//! A real multi-member etcd cluster (Debian's `/usr/bin/etcd`) on 127.0.0.1: every member with
-//! its own ports and data dir, stopped by PID on drop. Members can be stopped, wiped, started
-//! again, and new ones started with the environment a join produced.
+//! A real multi-member etcd cluster (Debian's `/usr/bin/etcd`) on 127.0.0.1, as molten runs it:
+//! https client and peer URLs with `--client-cert-auth` and `--peer-client-cert-auth`, every
+//! member with its own ports and data dir, stopped by PID on drop. Members can be stopped, wiped,
+//! started again, and new ones started with the environment a join produced.
 //!
 //! ```no_run
 //! use molten_testkit::etcd_cluster::EtcdCluster;
-//! let mut cluster = EtcdCluster::start(&["a", "b", "c"])?;
+//! let dir = tempfile::tempdir()?;
+//! let trust = molten_testkit::pki::TestTrust::new(dir.path())?;
+//! let mut cluster = EtcdCluster::start(&["a", "b", "c"], trust.etcd_server("cluster")?)?;
 //! cluster.stop("c")?;
 //! cluster.wipe("c")?;
 //! # anyhow::Ok(())
@@ -18,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
-use crate::etcd::ETCD;
+use crate::etcd::{ServerTls, ETCD};
 use crate::http;
 use crate::packages::ensure_binary;
 use crate::process::{free_port, log_tail, wait_until, ChildGuard};
@@ -33,6 +36,8 @@ pub struct ClusterMember {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics`: the client port wants a client certificate.
+    pub metrics_port: u16,
     dir: TempDir,
 }
 
@@ -43,6 +48,7 @@ impl ClusterMember {
             name: name.to_string(),
             client_port: free_port()?,
             peer_port: free_port()?,
+            metrics_port: free_port()?,
             dir: tempfile::Builder::new()
                 .prefix(&format!("molten-etcd-{name}-"))
                 .tempdir()
@@ -51,11 +57,11 @@ impl ClusterMember {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("https://127.0.0.1:{}", self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("https://127.0.0.1:{}", self.peer_port)
     }
 
     /// The member's data dir (etcd's `--data-dir`).
@@ -80,12 +86,14 @@ impl ClusterMember {
 #[derive(Debug)]
 pub struct EtcdCluster {
     token: String,
+    /// Every member's server and peer certificate (SANs 127.0.0.1): one will do on loopback.
+    tls: ServerTls,
     members: Vec<ClusterMember>,
 }
 
 impl EtcdCluster {
     /// Starts `names` as a new cluster (static bootstrap) and waits until it has a leader.
-    pub fn start(names: &[&str]) -> Result<Self> {
+    pub fn start(names: &[&str], tls: ServerTls) -> Result<Self> {
         ensure_binary(ETCD, "etcd-server")?;
         let members = names
             .iter()
@@ -98,6 +106,7 @@ impl EtcdCluster {
             .join(",");
         let mut cluster = Self {
             token: format!("molten-test-{}", members[0].client_port),
+            tls,
             members,
         };
         for name in names {
@@ -194,6 +203,7 @@ impl EtcdCluster {
 
     fn spawn(&mut self, name: &str, initial_cluster: &str, state: &str) -> Result<()> {
         let token = self.token.clone();
+        let tls = self.tls.clone();
         let member = self.member_mut(name)?;
         if member.is_running() {
             bail!("{name} runs already");
@@ -203,8 +213,21 @@ impl EtcdCluster {
             .append(true)
             .open(member.log_path())
             .context("failed to open the member log")?;
+        let path = |p: &Path| p.display().to_string();
         let mut cmd = Command::new(ETCD);
-        cmd.arg(format!("--name={name}"))
+        cmd.arg("--client-cert-auth")
+            .arg(format!("--trusted-ca-file={}", path(&tls.ca)))
+            .arg(format!("--cert-file={}", path(&tls.cert)))
+            .arg(format!("--key-file={}", path(&tls.key)))
+            .arg("--peer-client-cert-auth")
+            .arg(format!("--peer-trusted-ca-file={}", path(&tls.ca)))
+            .arg(format!("--peer-cert-file={}", path(&tls.cert)))
+            .arg(format!("--peer-key-file={}", path(&tls.key)))
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                member.metrics_port
+            ))
+            .arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", member.data_dir().display()))
             .arg(format!("--listen-client-urls={}", member.endpoint()))
             .arg(format!("--advertise-client-urls={}", member.endpoint()))
@@ -238,14 +261,50 @@ impl EtcdCluster {
         })
     }
 
-    /// Waits until the member answers `/version` (a learner serves it too).
+    /// Waits until the member serves clients: its gRPC `Status` answers over mutual TLS (a
+    /// learner answers too; etcd serves clients only once it has joined and published itself).
     pub fn wait_serving(&mut self, name: &str) -> Result<()> {
-        self.wait_http(name, "/version", |status, _| status == 200)
+        let tls = self.tls.clone();
+        let member = self.member_mut(name)?;
+        let endpoint = member.endpoint();
+        let log = member.log_path();
+        let child = member.child.as_mut().context("the member is not running")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let read = |p: &Path| std::fs::read_to_string(p);
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(1))
+            .with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?))
+                    .identity(etcd_client::Identity::from_pem(
+                        read(&tls.cert)?,
+                        read(&tls.key)?,
+                    )),
+            );
+        wait_until(
+            &format!("etcd {name} serving clients"),
+            START_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                child.ensure_running()?;
+                let answered = runtime.block_on(async {
+                    let mut client =
+                        etcd_client::Client::connect([endpoint.as_str()], Some(options.clone()))
+                            .await?;
+                    client.status().await
+                });
+                Ok(answered.ok().map(|_| ()))
+            },
+        )
+        .with_context(|| format!("etcd {name}'s log ends with:\n{}", log_tail(&log, 3000)))
     }
 
     fn wait_http(&mut self, name: &str, path: &str, ok: impl Fn(u16, &str) -> bool) -> Result<()> {
         let member = self.member_mut(name)?;
-        let addr = format!("127.0.0.1:{}", member.client_port);
+        let addr = format!("127.0.0.1:{}", member.metrics_port);
         let log = member.log_path();
         let child = member.child.as_mut().context("the member is not running")?;
         wait_until(

@@ -12,6 +12,7 @@
 //! | [`lab`] | the local lab: Debian node image, systemd-as-PID-1 nodes in network namespaces, the composed cluster (docs/lab.md) | `lab::cluster::Lab::provision(..)`, `.boot_all()`, `lab::checks`, `lab::probes` |
 //! | [`man_pages`] | the generated man pages in docs/man, and the check that they are current | `check_current(command, version)` |
 //! | [`pki`] | throwaway CAs and certificates (files, keys 0600) for etcd/dockerd over mTLS | `pki::TestCa::new(name, dir)`, `.issue(cn, sans)` |
+//! | [`tls`] | a blocking HTTPS request pinned to one CA, with or without a client certificate; returns the server's certificate | `tls::request(addr, ca, client, method, path, body)` |
 //! | [`process`] | helpers | `free_port()`, `wait_until(what, timeout, poll, f)`, `ChildGuard` (kill by PID on drop), `run(cmd)` |
 //!
 //! Missing Debian packages are installed with apt-get when running as root (said on stderr);
@@ -32,5 +33,6 @@ pub mod mounts;
 pub mod packages;
 pub mod pki;
 pub mod process;
+pub mod tls;
 
 pub use process::{free_port, wait_until, ChildGuard};

@@ -56,7 +56,8 @@ impl TestCa {
         })
     }
 
-    /// A certificate with CN `cn` and IP/DNS `sans`, for server and client use, valid a day.
+    /// A certificate with CN `cn` and IP/DNS `sans`, for server and client use, valid 90 days
+    /// (the authority's default: no renewal due, no expiry warning).
     pub fn issue(&self, cn: &str, sans: &[&str]) -> Result<Issued> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -73,7 +74,7 @@ impl TestCa {
         ];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::minutes(5);
-        params.not_after = now + time::Duration::days(1);
+        params.not_after = now + time::Duration::days(90);
         let cert_pem = params.signed_by(&key, &self.issuer)?.pem();
         let key_pem = key.serialize_pem();
         let stem = format!("{}-{}", self.name, cn.replace(['/', ' '], "_"));
@@ -124,7 +125,7 @@ pub fn enroll_for_test(
         std::fs::write(&key, &issued.key_pem)?;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
     }
-    config.trust = Some(TrustSettings {
+    config.trust = TrustSettings {
         authority_url: authority.0.to_string(),
         authority_ca: authority.1.to_string(),
         etcd_ca: etcd.cert_pem.clone(),
@@ -137,6 +138,89 @@ pub fn enroll_for_test(
         },
         roster: roster.iter().map(|s| s.to_string()).collect(),
         state_dir: DEFAULT_STATE_DIR.to_string(),
-    });
+    };
     Ok(())
+}
+
+/// A test cluster's trust, as an authority would give it: throwaway etcd, Docker and authority
+/// CAs in `dir`, the etcd `root` client certificate (the operator's `issue-client --etcd-root`),
+/// and what the testkit's etcd servers need.
+///
+/// ```no_run
+/// let dir = tempfile::tempdir()?;
+/// let trust = molten_testkit::pki::TestTrust::new(dir.path())?;
+/// let etcd = trust.start_etcd("m0")?;                       // https, --client-cert-auth
+/// let mut config = molten_testkit::fixtures::node_config("node-0", 0, [127, 0, 0, 1].into());
+/// let root = tempfile::tempdir()?;
+/// trust.enroll(root.path(), &mut config, &["node-0"])?;    // identity files, trust section
+/// # anyhow::Ok(())
+/// ```
+pub struct TestTrust {
+    pub etcd: TestCa,
+    pub docker: TestCa,
+    pub authority: TestCa,
+    /// CN=root, from the etcd CA: etcd's administrator once authentication is on.
+    pub root: Issued,
+}
+
+/// Where renewal would go: nothing listens there, so a test that needs the authority runs one.
+pub const NO_AUTHORITY_URL: &str = "https://127.0.0.1:9";
+
+impl TestTrust {
+    pub fn new(dir: &Path) -> Result<Self> {
+        let etcd = TestCa::new("etcd", dir)?;
+        let root = etcd.issue(molten_contract::trust::ETCD_ROOT_USER, &[])?;
+        Ok(Self {
+            etcd,
+            docker: TestCa::new("docker", dir)?,
+            authority: TestCa::new("authority", dir)?,
+            root,
+        })
+    }
+
+    /// An etcd member's certificate (CN `name`, SANs 127.0.0.1 and localhost, server and
+    /// client use, so it also serves as the peer certificate).
+    pub fn etcd_server(&self, name: &str) -> Result<crate::etcd::ServerTls> {
+        let issued = self
+            .etcd
+            .issue(&format!("member-{name}"), &["127.0.0.1", "localhost"])?;
+        Ok(crate::etcd::ServerTls {
+            ca: self.etcd.cert.clone(),
+            cert: issued.cert,
+            key: issued.key,
+        })
+    }
+
+    /// A single-member etcd over https with `--client-cert-auth`.
+    pub fn start_etcd(&self, name: &str) -> Result<crate::etcd::EtcdServer> {
+        crate::etcd::EtcdServer::start_tls(name, self.etcd_server(name)?)
+    }
+
+    /// [`enroll_for_test`] with these CAs and [`NO_AUTHORITY_URL`].
+    pub fn enroll(
+        &self,
+        root: &Path,
+        config: &mut molten_contract::NodeConfig,
+        roster: &[&str],
+    ) -> Result<()> {
+        enroll_for_test(
+            root,
+            config,
+            &self.etcd,
+            &self.docker,
+            (NO_AUTHORITY_URL, &self.authority.cert_pem),
+            roster,
+        )
+    }
+
+    /// `etcdctl` against `endpoints` as etcd's root.
+    pub fn etcdctl_root(&self, endpoints: &str, args: &[&str]) -> Result<String> {
+        crate::etcd::etcdctl_tls(
+            endpoints,
+            &self.etcd.cert,
+            &self.root.cert,
+            &self.root.key,
+            args,
+        )
+    }
 }

@@ -86,6 +86,11 @@ impl ChildGuard {
         self
     }
 
+    /// The child's piped stderr, once.
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.as_mut()?.stderr.take()
+    }
+
     /// The child's PID (0 once stopped).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)

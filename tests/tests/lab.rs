@@ -80,22 +80,26 @@ fn one_node_boots_systemd_from_its_ignition() {
     assert_eq!(node.boots(), 2);
 }
 
+#[path = "lab/trust.rs"]
+mod trust;
+
 mod cluster {
     use std::collections::BTreeSet;
     use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
+    use super::trust;
     use molten_contract::{NodeConfig, NODE_CONFIG_PATH};
     use molten_testkit::lab::binaries::product_binaries;
     use molten_testkit::lab::checks::{healths, mc_status, wait_agent_units, wait_status, MC};
     use molten_testkit::lab::cluster::{Lab, LabOptions};
-    use molten_testkit::lab::probes;
+    use molten_testkit::lab::{intruder, probes};
 
     const BOOT: Duration = Duration::from_secs(120);
     const CONVERGE: Duration = Duration::from_secs(180);
-    const DOCKER_TLS_PORT: u16 = 2376;
+    pub(crate) const DOCKER_TLS_PORT: u16 = 2376;
 
-    fn options() -> LabOptions {
+    pub(crate) fn options() -> LabOptions {
         LabOptions {
             profile: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/lab.yaml"),
             binaries: product_binaries().unwrap(),
@@ -104,7 +108,7 @@ mod cluster {
     }
 
     /// Unwraps, or fails the test with what every running node has to say.
-    fn check<T>(lab: &Lab, what: &str, result: anyhow::Result<T>) -> T {
+    pub(crate) fn check<T>(lab: &Lab, what: &str, result: anyhow::Result<T>) -> T {
         result.unwrap_or_else(|err| panic!("{what}: {err:#}\n{}", lab.diagnose()))
     }
 
@@ -166,6 +170,7 @@ mod cluster {
 
         // 1. One etcd cluster from the static initial cluster, every member healthy.
         check(&lab, "etcd cluster", probes::etcd_cluster(&lab, &name_refs));
+        trust::etcd_operations_under_access_control(&lab, &names[0]);
 
         // 2. mc.service succeeded everywhere (above); every node sees three healthy nodes.
         for name in &names {
@@ -175,18 +180,36 @@ mod cluster {
                 wait_status(&lab, name, &all_ok(&names), Duration::from_secs(30)),
             );
         }
+        // Each node's Docker endpoint passed the status probe: a TLS handshake that checked the
+        // Docker CA and the node's address (no client certificate on a node, so no /_ping).
+        let views = check(&lab, "mc status", mc_status(lab.node(&names[0])));
+        for view in &views {
+            assert_eq!(
+                (
+                    view["probe"]["result"].as_str(),
+                    view["probe"]["summary"].as_str()
+                ),
+                (Some("ok"), Some("ok (tls only)")),
+                "{view}"
+            );
+        }
 
-        // 3. One CA; Docker TLS between every pair of nodes, refused without a client cert.
-        check(&lab, "one CA", probes::one_ca(&lab));
-        for a in &lab.nodes {
-            for b in lab.nodes.iter().filter(|b| b.name != a.name) {
-                let version = check(
-                    &lab,
-                    "docker tls",
-                    probes::docker_tls_between(a, b, DOCKER_TLS_PORT),
-                );
-                assert!(!version.is_empty());
-            }
+        // 3. One authority: every node trusts its CAs and nothing of it is in etcd; every
+        //    dockerd serves its enrolled certificate to the operator's client certificate and
+        //    refuses a client without one.
+        check(&lab, "one authority", probes::one_authority(&lab));
+        for node in &lab.nodes {
+            let version = check(
+                &lab,
+                "docker tls",
+                probes::docker_tls(&lab, node, DOCKER_TLS_PORT),
+            );
+            assert!(!version.is_empty());
+        }
+        // Every node enrolled exactly once.
+        let log = lab.serve_log();
+        for name in &names {
+            assert_eq!(intruder::enrollments(&log, name), 1, "{name}:\n{log}");
         }
 
         // 4. Each node's BOSH network is on its own flannel subnet (its zone's, by the contract).
@@ -208,7 +231,7 @@ mod cluster {
         assert_eq!(subnets.len(), 3, "two nodes share a subnet: {subnets:?}");
 
         // 5. cpi-config: three Docker CPIs, the same on every node, whose hosts answer over TLS.
-        let (cpi_text, cpis) = check(&lab, "cpi-config", probes::cpi_config(&lab.nodes[0]));
+        let (cpi_text, cpis) = check(&lab, "cpi-config", probes::cpi_config(&lab, &lab.nodes[0]));
         let hosts: BTreeSet<String> = cpis.iter().map(|c| c.host.clone()).collect();
         let expected_hosts: BTreeSet<String> = lab
             .nodes
@@ -217,7 +240,7 @@ mod cluster {
             .collect();
         assert_eq!(hosts, expected_hosts, "CPIs: {cpis:?}");
         for node in &lab.nodes[1..] {
-            let (text, _) = check(&lab, "cpi-config", probes::cpi_config(node));
+            let (text, _) = check(&lab, "cpi-config", probes::cpi_config(&lab, node));
             assert!(
                 text == cpi_text,
                 "cpi-config on {} differs from {}'s",
@@ -225,11 +248,9 @@ mod cluster {
                 names[0]
             );
         }
-        check(
-            &lab,
-            "CPI hosts",
-            probes::cpi_hosts_answer(&lab.nodes[0], &cpi_text),
-        );
+        check(&lab, "CPI hosts", probes::cpi_hosts_answer(&lab, &cpi_text));
+
+        trust::trust_holds_against_the_rack_network(&lab, &names);
 
         // 6. Reboot a node: it rejoins, mc reports unchanged, certificates and cpi-config stay.
         let victim = names[1].clone();
@@ -270,7 +291,7 @@ mod cluster {
             ),
             prints
         );
-        let (cpi_after, _) = check(&lab, "cpi-config", probes::cpi_config(&lab.nodes[0]));
+        let (cpi_after, _) = check(&lab, "cpi-config", probes::cpi_config(&lab, &lab.nodes[0]));
         assert!(
             cpi_after == cpi_text,
             "cpi-config changed after {victim} rebooted"
@@ -279,6 +300,12 @@ mod cluster {
             &lab,
             "etcd cluster after reboot",
             probes::etcd_cluster(&lab, &name_refs),
+        );
+        // The identity survived the reboot: no second enrollment.
+        assert_eq!(
+            intruder::enrollments(&lab.serve_log(), &victim),
+            1,
+            "{victim} enrolled again after a reboot"
         );
 
         // 7. Stop a node: the others still converge and report it; start it: it heals.
@@ -330,5 +357,8 @@ mod cluster {
             converged.as_secs_f64(),
             reboot_converged.as_secs_f64()
         );
+
+        trust::certificates_renew(&mut lab, &names[0]);
+        trust::revocation(&lab, &names[0], &names[2]);
     }
 }

@@ -1,8 +1,11 @@
-//! A whole lab: the profile composed by the real `molten compose` for the vagrant platform,
-//! the bundle served by the real `molten serve` on the lab bridge, and one node per profile
-//! node whose root got the node's **pointer** config applied by the real Ignition engine —
-//! which fetches the full config from the server and checks its sha512, then fetches `mc` and
-//! checks its sha512 — exactly what a Vagrant VM's Ignition does, minus VirtualBox.
+//! A whole lab: the profile composed by the real `molten compose` for the vagrant platform
+//! with a cluster authority (`molten authority init`), the bundle served by the real `molten
+//! serve --authority` on the lab bridge (plain HTTP for `mc`, HTTPS for the configs and for
+//! enrollment), and one node per profile node whose root got the node's **pointer** config
+//! applied by the real Ignition engine — which fetches the full config over HTTPS pinned to the
+//! authority CA and checks its sha512, then fetches `mc` and checks its sha512 — exactly what a
+//! Vagrant VM's Ignition does, minus VirtualBox. The operator's own credentials (etcd `root`,
+//! a Docker client) come from `molten authority issue-client`, as an operator's would.
 //!
 //! Teardown (drop): every node's PID 1 is killed, the server stopped, the namespaces deleted
 //! and the work dir removed (kept when `MOLTEN_LAB_KEEP=1`, for debugging).
@@ -22,6 +25,7 @@ use super::node::{copy_image, LabNode};
 use super::{image_cache, nodes_dir, unique_id};
 use crate::ignition;
 use crate::process::{die_with_parent, log_tail, wait_until, ChildGuard};
+use crate::tls::ClientIdentity;
 
 /// Where the lab installs the flanneld stand-in in each node (the lab profile's
 /// `flannel.binary`).
@@ -29,6 +33,43 @@ pub const STANDIN_PATH: &str = "usr/local/bin/flanneld-standin";
 
 /// The lab bridge's prefix length (the profile's addresses share one /24).
 const BRIDGE_PREFIX: u8 = 24;
+
+/// How long the certificates the authority signs stay valid in the lab, unless a test asks
+/// for less ([`Lab::restart_serve`]).
+pub const CERT_VALIDITY: &str = "1d";
+
+/// The operator's client name in the authority (`molten authority issue-client --name`).
+pub const OPERATOR: &str = "operator";
+
+/// The operator's credentials, as `molten authority issue-client --name operator --etcd-root`
+/// writes them.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub dir: PathBuf,
+}
+
+impl Operator {
+    pub fn etcd_ca(&self) -> PathBuf {
+        self.dir.join("etcd-ca.pem")
+    }
+    pub fn docker_ca(&self) -> PathBuf {
+        self.dir.join("docker-ca.pem")
+    }
+    /// etcd `root`.
+    pub fn etcd_root(&self) -> ClientIdentity {
+        ClientIdentity::new(
+            self.dir.join("etcd-root.pem"),
+            self.dir.join("etcd-root.key"),
+        )
+    }
+    /// A Docker client (what BOSH gets).
+    pub fn docker_client(&self) -> ClientIdentity {
+        ClientIdentity::new(
+            self.dir.join(format!("{OPERATOR}.pem")),
+            self.dir.join(format!("{OPERATOR}.key")),
+        )
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct LabOptions {
@@ -46,7 +87,10 @@ pub struct LabSpec {
     /// Names and addresses, filled in as nodes are provisioned.
     pub nodes: Vec<(String, Ipv4Addr)>,
     pub host_ip: Ipv4Addr,
+    /// `molten serve`'s plain HTTP port (`mc`, checked by its hash).
     pub serve_port: u16,
+    /// The HTTPS port (configs, enrollment, renewal) the pointer configs name.
+    pub tls_port: u16,
 }
 
 #[derive(Debug)]
@@ -58,7 +102,13 @@ pub struct Lab {
     pub spec: LabSpec,
     pub bundle: PathBuf,
     pub binaries: Binaries,
-    work: Option<TempDir>,
+    /// The cluster authority's directory (CA keys: stays on the "operator's machine").
+    pub authority: PathBuf,
+    pub operator: Operator,
+    /// The lab's work dir (kept on disk with `MOLTEN_LAB_KEEP=1`).
+    pub dir: PathBuf,
+    /// Removed on drop (None when kept).
+    _work: Option<TempDir>,
 }
 
 impl Lab {
@@ -77,11 +127,33 @@ impl Lab {
             ..options.clone()
         };
         let bundle = work.path().join("bundle");
-        compose(options, &bundle)?;
+        let authority = work.path().join("authority");
+        molten(
+            &options.binaries.molten,
+            &authority_args("init", &options.profile, &authority),
+        )?;
+        compose(options, &authority, &bundle, &[])?;
+        let operator = Operator {
+            dir: work.path().join(OPERATOR),
+        };
+        let mut issue = authority_args("issue-client", &options.profile, &authority);
+        issue.extend(["--name", OPERATOR, "--etcd-root", "--out"].map(String::from));
+        issue.push(operator.dir.display().to_string());
+        molten(&options.binaries.molten, &issue)?;
         let spec = read_bundle(&bundle)?;
         let id = unique_id();
         let hub = Hub::create(&format!("{id}-hub"), spec.host_ip, BRIDGE_PREFIX)?;
-        let server = serve(&hub, &options.binaries.molten, &bundle, &spec, work.path())?;
+        let server = serve(
+            &hub,
+            &options.binaries.molten,
+            &Served {
+                bundle: &bundle,
+                authority: &authority,
+                cert_validity: CERT_VALIDITY,
+            },
+            &spec,
+            work.path(),
+        )?;
         let mut nodes = Vec::new();
         let mut spec = spec;
         for (i, name) in spec.names.iter().enumerate() {
@@ -99,6 +171,7 @@ impl Lab {
             spec.nodes.push((name.clone(), ip));
             nodes.push(LabNode::from_prepared(name, ip, &dir, netns));
         }
+        let dir = work.path().to_path_buf();
         let keep = std::env::var_os("MOLTEN_LAB_KEEP").is_some_and(|v| v == "1");
         let work = if keep {
             eprintln!("molten-lab: keeping {}", work.path().display());
@@ -114,8 +187,40 @@ impl Lab {
             spec,
             bundle,
             binaries: options.binaries.clone(),
-            work,
+            authority,
+            operator,
+            dir,
+            _work: work,
         })
+    }
+
+    /// Stops `molten serve` and starts it again on the same bundle and authority, signing
+    /// certificates valid for `cert_validity` ("90s", "1d") from now on. Its log continues.
+    pub fn restart_serve(&mut self, cert_validity: &str) -> Result<()> {
+        self.server.stop()?;
+        self.server = serve(
+            &self.hub,
+            &self.binaries.molten,
+            &Served {
+                bundle: &self.bundle,
+                authority: &self.authority,
+                cert_validity,
+            },
+            &self.spec,
+            &self.dir,
+        )?;
+        Ok(())
+    }
+
+    /// Composes the lab's profile again with its authority into `out`, as an operator
+    /// re-provisioning would (every node gets a new enrollment token); `extra` adds flags.
+    pub fn recompose(&self, profile: &Path, out: &Path, extra: &[&str]) -> Result<()> {
+        let options = LabOptions {
+            profile: profile.to_path_buf(),
+            binaries: self.binaries.clone(),
+            standin: PathBuf::new(),
+        };
+        compose(&options, &self.authority, out, extra)
     }
 
     /// Boots every node; returns when each has a PID 1 (not when they converged).
@@ -146,7 +251,7 @@ impl Lab {
         self.spec
             .nodes
             .iter()
-            .map(|(_, ip)| format!("http://{ip}:2379"))
+            .map(|(_, ip)| format!("https://{ip}:2379"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -157,25 +262,42 @@ impl Lab {
             .nodes
             .iter()
             .filter(|(name, _)| names.contains(&name.as_str()))
-            .map(|(_, ip)| format!("http://{ip}:2379"))
+            .map(|(_, ip)| format!("https://{ip}:2379"))
             .collect::<Vec<_>>()
             .join(",")
     }
 
-    /// Runs the host's `etcdctl` inside the hub namespace (it reaches every node there).
+    /// Runs the host's `etcdctl` inside the hub namespace (it reaches every node there), as
+    /// the operator's etcd `root`.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
         self.etcdctl_at(&self.etcd_endpoints(), args)
     }
 
     /// [`Lab::etcdctl`] against the given endpoints only.
     pub fn etcdctl_at(&self, endpoints: &str, args: &[&str]) -> Result<String> {
-        let out = self
-            .hub
-            .ns
-            .command(crate::etcd::ETCDCTL)
+        self.etcdctl_as(Some(&self.operator.etcd_root()), endpoints, args)
+    }
+
+    /// `etcdctl` from the hub presenting `client` (or no certificate), trusting the etcd CA.
+    pub fn etcdctl_as(
+        &self,
+        client: Option<&ClientIdentity>,
+        endpoints: &str,
+        args: &[&str],
+    ) -> Result<String> {
+        let mut command = self.hub.ns.command(crate::etcd::ETCDCTL);
+        command
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
+            .arg(format!("--cacert={}", self.operator.etcd_ca().display()))
             .arg("--command-timeout=10s")
+            .arg("--dial-timeout=5s");
+        if let Some(client) = client {
+            command
+                .arg(format!("--cert={}", client.cert.display()))
+                .arg(format!("--key={}", client.key.display()));
+        }
+        let out = command
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -193,6 +315,7 @@ impl Lab {
     /// Every node's [`LabNode::diagnose`] for the units molten touches.
     pub fn diagnose(&self) -> String {
         let units = [
+            "mc-enroll.service",
             "etcd.service",
             "mc.service",
             "flanneld.service",
@@ -211,12 +334,9 @@ impl Lab {
         self.server.pid()
     }
 
-    /// The server's request log so far.
+    /// The server's log so far (requests, enrollments, refusals), its last 200 kB.
     pub fn serve_log(&self) -> String {
-        match &self.work {
-            Some(w) => log_tail(&w.path().join("serve.log"), 20_000),
-            None => String::from("<work dir kept; see serve.log there>"),
-        }
+        log_tail(&self.dir.join("serve.log"), 200_000)
     }
 }
 
@@ -233,20 +353,40 @@ fn snapshot_binaries(binaries: &Binaries, dir: &Path) -> Result<Binaries> {
     })
 }
 
-fn compose(options: &LabOptions, bundle: &Path) -> Result<()> {
-    let out = Command::new(&options.binaries.molten)
-        .args(["compose", "--platform", "vagrant", "--profile"])
-        .arg(&options.profile)
-        .arg("--agent")
-        .arg(&options.binaries.mc)
-        .arg("--out")
-        .arg(bundle)
+fn authority_args(command: &str, profile: &Path, dir: &Path) -> Vec<String> {
+    vec![
+        "authority".into(),
+        command.into(),
+        "--profile".into(),
+        profile.display().to_string(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ]
+}
+
+fn compose(options: &LabOptions, authority: &Path, bundle: &Path, extra: &[&str]) -> Result<()> {
+    let mut args: Vec<String> = ["compose", "--platform", "vagrant", "--profile"]
+        .map(String::from)
+        .to_vec();
+    args.push(options.profile.display().to_string());
+    args.extend(["--agent".into(), options.binaries.mc.display().to_string()]);
+    args.extend(["--out".into(), bundle.display().to_string()]);
+    args.extend(["--authority".into(), authority.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    molten(&options.binaries.molten, &args)
+}
+
+/// Runs `molten` with `args`; fails with its stderr.
+fn molten(binary: &Path, args: &[String]) -> Result<()> {
+    let out = Command::new(binary)
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .context("failed to run molten compose")?;
+        .with_context(|| format!("failed to run molten {}", args[0]))?;
     if !out.status.success() {
         bail!(
-            "molten compose failed ({}): {}",
+            "molten {} failed ({}): {}",
+            args.iter().take(2).cloned().collect::<Vec<_>>().join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -254,30 +394,51 @@ fn compose(options: &LabOptions, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Starts `molten serve` on the hub's address and waits until it accepts connections.
+/// What `molten serve` serves.
+struct Served<'a> {
+    bundle: &'a Path,
+    authority: &'a Path,
+    cert_validity: &'a str,
+}
+
+/// Starts `molten serve` on the hub's address (HTTP and HTTPS) and waits until both accept
+/// connections. The log is appended to, across restarts.
 fn serve(
     hub: &Hub,
     molten: &Path,
-    bundle: &Path,
+    served: &Served,
     spec: &LabSpec,
     work: &Path,
 ) -> Result<ChildGuard> {
     let listen = format!("{}:{}", spec.host_ip, spec.serve_port);
-    let log = std::fs::File::create(work.join("serve.log"))?;
+    let tls_listen = format!("{}:{}", spec.host_ip, spec.tls_port);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(work.join("serve.log"))?;
     let mut cmd = hub.ns.command(&molten.display().to_string());
     die_with_parent(&mut cmd);
     let child = cmd
         .arg("serve")
-        .arg(bundle)
+        .arg(served.bundle)
         .arg("--listen")
         .arg(&listen)
+        .arg("--authority")
+        .arg(served.authority)
+        .arg("--tls-listen")
+        .arg(&tls_listen)
+        .arg("--cert-validity")
+        .arg(served.cert_validity)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
         .context("failed to start molten serve")?;
     let mut server = ChildGuard::new("molten serve", child);
-    let addr = (spec.host_ip, spec.serve_port);
+    let addrs = [
+        (spec.host_ip, spec.serve_port),
+        (spec.host_ip, spec.tls_port),
+    ];
     wait_until(
         "molten serve to listen",
         Duration::from_secs(60),
@@ -288,7 +449,7 @@ fn serve(
             })?;
             let up = hub
                 .ns
-                .run_in(move || Ok(TcpStream::connect(addr).is_ok()))?;
+                .run_in(move || Ok(addrs.iter().all(|addr| TcpStream::connect(addr).is_ok())))?;
             Ok(up.then_some(()))
         },
     )?;
@@ -305,7 +466,8 @@ fn install_standin(standin: &Path, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Node names from the pointer configs, the server's address from their replace URL.
+/// Node names from the pointer configs; the server's address and HTTPS port from their
+/// replace URL, its plain HTTP port from the URL `mc` is fetched from in the full configs.
 pub fn read_bundle(bundle: &Path) -> Result<LabSpec> {
     let mut pointers: Vec<PathBuf> = std::fs::read_dir(bundle.join("pointer"))
         .context("the bundle has no pointer/ directory (not a vagrant bundle?)")?
@@ -325,24 +487,37 @@ pub fn read_bundle(bundle: &Path) -> Result<LabSpec> {
         let source = v["ignition"]["config"]["replace"]["source"]
             .as_str()
             .with_context(|| format!("{} has no replace source", pointer.display()))?;
-        server = Some(parse_http_authority(source)?);
+        server = Some(parse_url_authority("https", source)?);
         names.push(name);
     }
-    let (host_ip, serve_port) = server.context("the bundle has no nodes")?;
+    let (host_ip, tls_port) = server.context("the bundle has no nodes")?;
+    let full = bundle.join(format!("ignition/{}.ign", names[0]));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&full)?)?;
+    let agent = v["storage"]["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["path"] == super::checks::MC))
+        .and_then(|f| f["contents"]["source"].as_str())
+        .with_context(|| format!("{} does not fetch the agent", full.display()))?;
+    let (_, serve_port) = parse_url_authority("http", agent)?;
     Ok(LabSpec {
         names,
         nodes: Vec::new(),
         host_ip,
         serve_port,
+        tls_port,
     })
 }
 
-fn parse_http_authority(url: &str) -> Result<(Ipv4Addr, u16)> {
+fn parse_url_authority(scheme: &str, url: &str) -> Result<(Ipv4Addr, u16)> {
     let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url} is not an http URL"))?;
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .with_context(|| format!("{url} is not an {scheme} URL"))?;
     let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = authority.split_once(':').unwrap_or((authority, "80"));
+    let default_port = if scheme == "https" { "443" } else { "80" };
+    let (host, port) = authority
+        .split_once(':')
+        .unwrap_or((authority, default_port));
     Ok((
         host.parse()
             .with_context(|| format!("{url}: host is not an IPv4 address"))?,
@@ -367,13 +542,18 @@ mod tests {
     #[test]
     fn reads_the_server_authority() {
         assert_eq!(
-            parse_http_authority("http://10.88.0.1:8080/ignition/x.ign").unwrap(),
+            parse_url_authority("http", "http://10.88.0.1:8080/assets/mc").unwrap(),
             ("10.88.0.1".parse().unwrap(), 8080)
         );
         assert_eq!(
-            parse_http_authority("http://10.88.0.1/x").unwrap(),
+            parse_url_authority("https", "https://10.88.0.1:8443/ignition/x.ign").unwrap(),
+            ("10.88.0.1".parse().unwrap(), 8443)
+        );
+        assert_eq!(
+            parse_url_authority("http", "http://10.88.0.1/x").unwrap(),
             ("10.88.0.1".parse().unwrap(), 80)
         );
-        assert!(parse_http_authority("https://h/x").is_err());
+        assert!(parse_url_authority("http", "https://h/x").is_err());
+        assert!(parse_url_authority("https", "http://10.88.0.1/x").is_err());
     }
 }

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod cluster;
 pub mod flannel_standin;
 pub mod image;
+pub mod intruder;
 pub mod mirror;
 pub mod netns;
 pub mod node;

@@ -1,27 +1,52 @@
-//! Checks of the converged cluster, each run the way an operator would: etcdctl from the lab
-//! bridge, the Docker CLI inside a node, `mc` inside a node. Error messages never include
-//! private keys (the cpi-config carries some: only names and hosts are ever printed).
+//! Checks of the converged cluster, each run the way an operator would: etcdctl and HTTPS from
+//! the lab bridge with the operator's credentials, `mc` inside a node or, for BOSH, on the
+//! operator's side. Error messages never include private keys (the cpi-config carries the
+//! operator's: only names and hosts are ever printed).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use super::checks::MC;
 use super::cluster::Lab;
 use super::node::LabNode;
 use crate::process::wait_until;
+use crate::tls::{self, ClientIdentity};
 
-/// Where the agent keeps a node's Docker TLS files (the contract's layout).
+/// Where a node keeps the CA certificates it trusts (the contract's layout).
 pub const TLS_DIR: &str = "/etc/molten/tls";
 
-/// Certificate files whose fingerprints must survive a reboot (never the keys).
-pub const CERT_FILES: [&str; 3] = ["ca.pem", "server-cert.pem", "client-cert.pem"];
+/// Where a node keeps its enrolled identity (keys 0600, generated on the node).
+pub const IDENTITY_DIR: &str = "/var/lib/molten/identity";
+
+/// A member's certificates, whose fingerprints must survive a reboot (never the keys).
+pub const IDENTITY_CERTS: [&str; 5] = [
+    "etcd-peer.pem",
+    "etcd-server.pem",
+    "etcd-client.pem",
+    "etcd-admin.pem",
+    "docker-server.pem",
+];
+
+/// The path of `file` of a node's identity, seen from the host.
+pub fn identity_file(node: &LabNode, file: &str) -> std::path::PathBuf {
+    node.root()
+        .join(IDENTITY_DIR.trim_start_matches('/'))
+        .join(file)
+}
+
+/// A node's etcd client identity (CN = its name), as an attacker holding its files would use it.
+pub fn etcd_client_of(node: &LabNode) -> ClientIdentity {
+    ClientIdentity::new(
+        identity_file(node, "etcd-client.pem"),
+        identity_file(node, "etcd-client.key"),
+    )
+}
 
 /// 1. Every member healthy, one cluster: the members are exactly `names`, every endpoint
 ///    reports the same cluster id.
@@ -67,86 +92,93 @@ pub fn wait_etcd_quorum(lab: &Lab, survivors: &[&str], timeout: Duration) -> Res
     .map(|_| ())
 }
 
-/// sha256 fingerprints of a node's certificate files.
+/// sha256 fingerprints of a node's identity certificates and CA files.
 pub fn cert_fingerprints(node: &LabNode) -> Result<BTreeMap<String, String>> {
     let mut prints = BTreeMap::new();
-    for file in CERT_FILES {
-        let path = node.root().join(TLS_DIR.trim_start_matches('/')).join(file);
-        let pem = std::fs::read(&path).with_context(|| format!("{}: {file}", node.name))?;
-        let digest = Sha256::digest(&pem);
-        prints.insert(
-            file.to_string(),
-            digest.iter().map(|b| format!("{b:02x}")).collect(),
-        );
+    let tls = node.root().join(TLS_DIR.trim_start_matches('/'));
+    let files = IDENTITY_CERTS
+        .iter()
+        .map(|f| (f.to_string(), identity_file(node, f)))
+        .chain(["etcd-ca.pem", "docker-ca.pem"].map(|f| (f.to_string(), tls.join(f))));
+    for (name, path) in files {
+        let pem = std::fs::read(&path).with_context(|| format!("{}: {name}", node.name))?;
+        prints.insert(name, sha256_hex(&pem));
     }
     Ok(prints)
 }
 
-/// 3. Exactly one CA: etcd holds one, and every node's `ca.pem` is that one.
-pub fn one_ca(lab: &Lab) -> Result<()> {
-    let keys = lab.etcdctl(&["get", "/molten/ca/", "--prefix", "--keys-only"])?;
-    let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
-    ensure!(
-        keys == ["/molten/ca/cert", "/molten/ca/key"],
-        "CA keys in etcd: {keys:?}"
-    );
-    let ca = lab.etcdctl(&["get", "/molten/ca/cert", "--print-value-only"])?;
-    for node in &lab.nodes {
-        let path = node
-            .root()
-            .join(TLS_DIR.trim_start_matches('/'))
-            .join("ca.pem");
-        let own = std::fs::read_to_string(&path).with_context(|| node.name.clone())?;
-        ensure!(
-            own.trim() == ca.trim(),
-            "{}'s ca.pem differs from the cluster CA in etcd",
-            node.name
-        );
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// 3. One authority: every node trusts exactly the authority's etcd CA and Docker CA, and etcd
+///    holds no CA or TLS keys at all (the old layout kept the CA key there).
+pub fn one_authority(lab: &Lab) -> Result<()> {
+    let keys = lab.etcdctl(&["get", "/molten/ca/", "--prefix", "--keys-only"])?
+        + &lab.etcdctl(&["get", "/molten/tls/", "--prefix", "--keys-only"])?;
+    ensure!(keys.trim().is_empty(), "CA/TLS keys in etcd: {keys}");
+    for ca in ["etcd-ca.pem", "docker-ca.pem"] {
+        let authority = std::fs::read_to_string(lab.authority.join(ca))?;
+        for node in &lab.nodes {
+            let path = node.root().join(TLS_DIR.trim_start_matches('/')).join(ca);
+            let own = std::fs::read_to_string(&path).with_context(|| node.name.clone())?;
+            ensure!(
+                own.trim() == authority.trim(),
+                "{}'s {ca} is not the authority's",
+                node.name
+            );
+        }
     }
     Ok(())
 }
 
-/// 3. From `client`, Docker on `server` answers with the agent's client certificate and
-///    refuses a client without one. Returns the server's Docker version.
-pub fn docker_tls_between(client: &LabNode, server: &LabNode, port: u16) -> Result<String> {
-    let host = format!("tcp://{}:{port}", server.ip);
-    let tls = |f: &str| format!("{TLS_DIR}/{f}");
-    let version = client
-        .exec(&[
-            "docker",
-            "--tlsverify",
-            &format!("--tlscacert={}", tls("ca.pem")),
-            &format!("--tlscert={}", tls("client-cert.pem")),
-            &format!("--tlskey={}", tls("client-key.pem")),
-            "-H",
-            &host,
-            "version",
-            "--format",
-            "{{.Server.Version}}",
-        ])
-        .with_context(|| format!("{} → {host} with the client certificate", client.name))?;
-    let refused = client.exec_output(&[
-        "docker",
-        "--tlsverify",
-        &format!("--tlscacert={}", tls("ca.pem")),
-        "-H",
-        &host,
-        "version",
-        "--format",
-        "{{.Server.Version}}",
-    ])?;
-    let err = String::from_utf8_lossy(&refused.stderr);
+/// 3. From the operator's side of the bridge, dockerd on `server` answers the operator's Docker
+///    client certificate and presents its enrolled docker-server certificate; it refuses a
+///    client without a certificate. Returns the server's Docker version.
+pub fn docker_tls(lab: &Lab, server: &LabNode, port: u16) -> Result<String> {
+    let addr = std::net::SocketAddr::from((server.ip, port));
+    let ca = lab.operator.docker_ca();
+    let client = lab.operator.docker_client();
+    let (answer, refused) = lab.hub.ns.run_in(move || {
+        let answer = tls::request(addr, &ca, Some(&client), "GET", "/version", "");
+        let refused = tls::request(addr, &ca, None, "GET", "/version", "");
+        Ok((answer, refused.map(|a| a.status)))
+    })?;
+    let answer = answer.with_context(|| format!("{addr} with the operator's certificate"))?;
     ensure!(
-        !refused.status.success() && !String::from_utf8_lossy(&refused.stdout).contains('.'),
-        "{} reached Docker on {host} WITHOUT a client certificate",
-        client.name
+        answer.status == 200,
+        "{addr}/version answered {}",
+        answer.status
+    );
+    let served = sha256_hex(&pem_to_der(&std::fs::read_to_string(identity_file(
+        server,
+        "docker-server.pem",
+    ))?)?);
+    ensure!(
+        sha256_hex(&answer.server_cert) == served,
+        "{addr} does not present {}'s enrolled docker-server certificate",
+        server.name
     );
     ensure!(
-        err.contains("certificate") || err.contains("tls") || err.contains("remote error"),
-        "{} → {host} without a certificate failed, but not at TLS: {err}",
-        client.name
+        refused.is_err(),
+        "{addr} answered a client WITHOUT a certificate: {refused:?}"
     );
-    Ok(version.trim().to_string())
+    let v: Value = serde_json::from_str(&answer.body).context("/version is not JSON")?;
+    Ok(v["Version"].as_str().unwrap_or_default().to_string())
+}
+
+/// The DER of the first certificate of a PEM text.
+pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    Ok(
+        rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .map_err(|err| anyhow::anyhow!("not a PEM certificate: {err}"))?
+            .as_ref()
+            .to_vec(),
+    )
 }
 
 /// 4. The BOSH Docker network's subnet on `node` (it must be the node's flannel subnet).
@@ -188,9 +220,45 @@ pub struct Cpi {
     pub host: String,
 }
 
-/// `mc bosh cpi-config` on `node`: the raw text (holds private keys: never print it) and CPIs.
-pub fn cpi_config(node: &LabNode) -> Result<(String, Vec<Cpi>)> {
-    let text = node.exec(&[MC, "bosh", "cpi-config"])?;
+/// `mc bosh cpi-config` as the operator runs it (from the hub, with the etcd root and Docker
+/// client certificates `molten authority issue-client` gave them), reading `node`'s node config
+/// for the cluster's settings: the raw text (holds the operator's private key: never print it)
+/// and the CPIs.
+pub fn cpi_config(lab: &Lab, node: &LabNode) -> Result<(String, Vec<Cpi>)> {
+    let op = &lab.operator;
+    let (root, docker) = (op.etcd_root(), op.docker_client());
+    let config = node
+        .root()
+        .join(molten_contract::NODE_CONFIG_PATH.trim_start_matches('/'));
+    let out = lab
+        .hub
+        .ns
+        .command(&lab.binaries.mc.display().to_string())
+        .args(["bosh", "cpi-config", "--etcd", &lab.etcd_endpoints()])
+        .arg("--config")
+        .arg(&config)
+        .arg("--etcd-ca")
+        .arg(op.etcd_ca())
+        .arg("--etcd-cert")
+        .arg(&root.cert)
+        .arg("--etcd-key")
+        .arg(&root.key)
+        .arg("--client-cert")
+        .arg(&docker.cert)
+        .arg("--client-key")
+        .arg(&docker.key)
+        .arg("--docker-ca")
+        .arg(op.docker_ca())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("failed to run mc bosh cpi-config")?;
+    ensure!(
+        out.status.success(),
+        "mc bosh cpi-config ({}) failed: {}",
+        node.name,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let text = String::from_utf8(out.stdout).context("cpi-config is not UTF-8")?;
     let docs = YamlLoader::load_from_str(&text).context("cpi-config is not YAML")?;
     let cpis = docs
         .first()
@@ -216,54 +284,51 @@ pub fn cpi_config(node: &LabNode) -> Result<(String, Vec<Cpi>)> {
 }
 
 /// 5. Every CPI's host answers the Docker API over TLS with the CPI's own CA, certificate and
-///    key (written to a 0600 scratch dir in `node`, then removed).
-pub fn cpi_hosts_answer(node: &LabNode, cpi_text: &str) -> Result<()> {
+///    key (written to a 0700 scratch dir of the lab, then removed), as BOSH's Docker CPI would.
+pub fn cpi_hosts_answer(lab: &Lab, cpi_text: &str) -> Result<()> {
     let docs = YamlLoader::load_from_str(cpi_text).context("cpi-config is not YAML")?;
     let cpis = docs[0]["cpis"].as_vec().context("no cpis")?;
-    let scratch = "var/lib/molten-lab-check";
-    let dir = node.root().join(scratch);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let result = (|| {
-        for cpi in cpis {
-            let name = cpi["name"].as_str().unwrap_or("?");
-            let props = &cpi["properties"];
-            let host = props["host"].as_str().context("no host")?;
-            for (file, key) in [
-                ("ca", "ca"),
-                ("cert", "certificate"),
-                ("key", "private_key"),
-            ] {
-                let pem = props["tls"][key]
-                    .as_str()
-                    .with_context(|| format!("CPI {name} has no tls.{key}"))?;
-                let path = dir.join(format!("{name}-{file}.pem"));
-                std::fs::write(&path, pem)?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
-            let in_node = |file: &str| format!("/{scratch}/{name}-{file}.pem");
-            let version = node
-                .exec(&[
-                    "docker",
-                    "--tlsverify",
-                    &format!("--tlscacert={}", in_node("ca")),
-                    &format!("--tlscert={}", in_node("cert")),
-                    &format!("--tlskey={}", in_node("key")),
-                    "-H",
-                    host,
-                    "version",
-                    "--format",
-                    "{{.Server.APIVersion}}",
-                ])
-                .with_context(|| format!("CPI {name}: {host} over TLS"))?;
-            if version.trim().is_empty() {
-                bail!("CPI {name}: {host} gave no API version");
-            }
+    let dir = tempfile::Builder::new()
+        .prefix("cpi-check-")
+        .tempdir_in(&lab.dir)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    for cpi in cpis {
+        let name = cpi["name"].as_str().unwrap_or("?");
+        let props = &cpi["properties"];
+        let host = props["host"].as_str().context("no host")?;
+        let mut files = BTreeMap::new();
+        for (file, key) in [
+            ("ca", "ca"),
+            ("cert", "certificate"),
+            ("key", "private_key"),
+        ] {
+            let pem = props["tls"][key]
+                .as_str()
+                .with_context(|| format!("CPI {name} has no tls.{key}"))?;
+            let path = dir.path().join(format!("{name}-{file}.pem"));
+            std::fs::write(&path, pem)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            files.insert(file, path);
         }
-        Ok(())
-    })();
-    std::fs::remove_dir_all(&dir)?;
-    result
+        let addr: std::net::SocketAddr =
+            host.strip_prefix("tcp://")
+                .and_then(|a| a.parse().ok())
+                .with_context(|| format!("CPI {name}: host {host} is not tcp://<ip>:<port>"))?;
+        let client = ClientIdentity::new(&files["cert"], &files["key"]);
+        let ca = files["ca"].clone();
+        let answer = lab
+            .hub
+            .ns
+            .run_in(move || tls::request(addr, &ca, Some(&client), "GET", "/_ping", ""))
+            .with_context(|| format!("CPI {name}: {host} over TLS"))?;
+        ensure!(
+            answer.status == 200 && answer.body.trim() == "OK",
+            "CPI {name}: {host}/_ping answered {} {:?}",
+            answer.status,
+            answer.body
+        );
+    }
+    Ok(())
 }
 
 /// A node's last converge as published in etcd.

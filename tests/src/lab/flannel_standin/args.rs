@@ -20,6 +20,16 @@ pub struct Args {
     pub subnet_file: PathBuf,
     /// Renew this long before the 24 h lease expires (flanneld's default: 60 min).
     pub renew_margin: Duration,
+    /// `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: etcd over mutual TLS.
+    pub etcd_tls: Option<EtcdTlsFiles>,
+}
+
+/// The PEM files flanneld is given for etcd (all three, or none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 const FLAGS: &[&str] = &[
@@ -29,6 +39,9 @@ const FLAGS: &[&str] = &[
     "public-ip",
     "subnet-file",
     "subnet-lease-renew-margin",
+    "etcd-cafile",
+    "etcd-certfile",
+    "etcd-keyfile",
 ];
 
 impl Args {
@@ -84,7 +97,23 @@ impl Args {
             }
             None => Duration::from_secs(60 * 60),
         };
+        let file = |flag: &str| {
+            values
+                .get(flag)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let etcd_tls = match (
+            file("etcd-cafile"),
+            file("etcd-certfile"),
+            file("etcd-keyfile"),
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some(EtcdTlsFiles { ca, cert, key }),
+            (None, None, None) => None,
+            _ => bail!("--etcd-cafile, --etcd-certfile and --etcd-keyfile go together"),
+        };
         Ok(Self {
+            etcd_tls,
             etcd_endpoints: endpoints
                 .split(',')
                 .map(str::trim)
@@ -147,5 +176,26 @@ mod tests {
         );
         let err = Args::parse(&argv(&["--public-ip=nope"]), &env).unwrap_err();
         assert!(err.to_string().contains("--public-ip `nope`"), "{err}");
+        let err = Args::parse(&argv(&["--etcd-cafile=/ca.pem"]), &env).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+    }
+
+    #[test]
+    fn etcd_tls_files_come_as_a_set() {
+        let env = BTreeMap::from([("FLANNELD_ETCD_KEYFILE".to_string(), "/k.pem".to_string())]);
+        let args = Args::parse(
+            &argv(&["--etcd-cafile=/ca.pem", "--etcd-certfile", "/c.pem"]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            args.etcd_tls,
+            Some(EtcdTlsFiles {
+                ca: "/ca.pem".into(),
+                cert: "/c.pem".into(),
+                key: "/k.pem".into(),
+            })
+        );
+        assert_eq!(Args::parse(&[], &BTreeMap::new()).unwrap().etcd_tls, None);
     }
 }

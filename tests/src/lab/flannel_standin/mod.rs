@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 pub use args::Args;
 use lease::{acquire, put_with_new_lease, read_config, subnet_env, LEASE_TTL_SECS};
@@ -114,15 +114,37 @@ pub fn args_from_env() -> Result<Args> {
 async fn connect(args: &Args) -> Client {
     let mut retries = Retries::default();
     loop {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(Duration::from_secs(5));
+        let options = match tls_options(args) {
+            Ok(options) => options,
+            Err(err) => {
+                retries.note(&format!("reading the etcd TLS files: {err:#}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         match Client::connect(&args.etcd_endpoints, Some(options)).await {
             Ok(client) => return client,
             Err(err) => retries.note(&format!("connecting to etcd: {err}")),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+fn tls_options(args: &Args) -> Result<ConnectOptions> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(5));
+    let Some(files) = &args.etcd_tls else {
+        return Ok(options);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    Ok(options.with_tls(
+        TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&files.ca)?))
+            .identity(Identity::from_pem(read(&files.cert)?, read(&files.key)?)),
+    ))
 }
 
 /// `--public-ip`, else `--iface` as an address or the IPv4 of that interface, else the IPv4 of
