@@ -282,7 +282,8 @@ mod tests {
                  ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER \
                  ETCD_INITIAL_CLUSTER_STATE ETCD_INITIAL_CLUSTER_TOKEN ETCD_CERT_FILE \
                  ETCD_KEY_FILE ETCD_TRUSTED_CA_FILE ETCD_CLIENT_CERT_AUTH ETCD_PEER_CERT_FILE \
-                 ETCD_PEER_KEY_FILE ETCD_PEER_TRUSTED_CA_FILE ETCD_PEER_CLIENT_CERT_AUTH\n\
+                 ETCD_PEER_KEY_FILE ETCD_PEER_TRUSTED_CA_FILE ETCD_PEER_CLIENT_CERT_AUTH \
+                 ETCD_DATA_DIR\n\
                  ExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0 \\\n  \
                  --listen-client-urls=https://10.0.0.10:2379,https://127.0.0.1:2379 \\\n"
             ),
@@ -300,6 +301,11 @@ mod tests {
         assert!(etcd
             .3
             .contains("  --peer-cert-file=/var/lib/molten/identity/etcd-peer.pem \\\n"));
+        assert!(
+            etcd.3.ends_with("  --data-dir=/var/lib/etcd\n"),
+            "{}",
+            etcd.3
+        );
         let flannel = unit(&u, "flanneld.service");
         assert!(
             flannel.3.contains(

@@ -19,6 +19,9 @@ pub const DROPIN_NAME: &str = "20-molten.conf";
 /// Where `mc etcd-join` leaves the membership it negotiated with the member it joined through.
 pub const ETCD_JOIN_ENV: &str = "/run/molten/etcd-join.env";
 
+/// etcd's data dir on a member, on every OS (Flatcar's etcd-member default; `mc`'s default).
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+
 /// Flatcar's wrapper that runs etcd in a container with the `ETCD_*` environment.
 const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
 
@@ -306,7 +309,11 @@ impl EtcdMember<'_> {
         initial_cluster: &str,
     ) -> Result<String, ComposeError> {
         let binary = binary_path(&self.cluster.etcd.runtime, "etcd")?;
-        let settings = self.static_settings(ip, initial_cluster);
+        let mut settings = self.static_settings(ip, initial_cluster);
+        // The packaged unit keeps the data in /var/lib/etcd/default; molten's data dir is
+        // /var/lib/etcd on every OS (where `mc etcd-join`, `mc etcd restore` and
+        // docs/operations.md look for the member).
+        settings.push(("DATA_DIR", ETCD_DATA_DIR.to_string()));
         let unset: Vec<String> = settings
             .iter()
             .map(|(suffix, _)| format!("ETCD_{suffix}"))
