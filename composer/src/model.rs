@@ -87,6 +87,8 @@ pub struct Node {
     pub mac: Option<MacAddr>,
     /// Disk to install to (ipxe install-to-disk), e.g. `/dev/sda`.
     pub install_disk: Option<String>,
+    /// The node's own data disk (ipxe from RAM), overriding [`IpxeSettings::data_disk`].
+    pub data_disk: Option<String>,
     pub origin: Origin,
 }
 
@@ -136,6 +138,8 @@ pub struct IpxeSettings {
     /// Extra kernel arguments appended after molten's own.
     pub kernel_args: Vec<String>,
     pub install_to_disk: bool,
+    /// The data disk of every node without its own (running from RAM), e.g. `/dev/vdb`.
+    pub data_disk: Option<String>,
     /// Files copied into the bundle's `assets/` (kernel and initrd among them when any).
     pub assets: Vec<IpxeAsset>,
 }

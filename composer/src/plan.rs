@@ -76,6 +76,9 @@ pub struct NodePlan {
     /// The metadata agent the boot converge must wait for, when addresses come from one.
     pub metadata: Option<BootMetadata>,
     pub delivery: Delivery,
+    /// The disk that keeps `/var/lib/molten` and etcd's data when the root does not persist
+    /// (ipxe from RAM); `None` where the root persists.
+    pub data_disk: Option<String>,
 }
 
 /// `https://<host>:<port>`: an etcd client or peer URL (etcd takes only mutual TLS).
@@ -124,6 +127,7 @@ pub fn static_plan(
         etcd,
         metadata: None,
         delivery: delivery.clone(),
+        data_disk: None,
     })
 }
 

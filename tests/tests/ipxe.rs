@@ -257,6 +257,7 @@ fn compose(
          \x20   kernel: {kernel}\n\
          \x20   initrd: {initrd}\n\
          \x20   kernel_args: [console=ttyS0, panic=-1]\n\
+         \x20   data_disk: /dev/vdb\n\
          \x20   assets:\n\
          \x20     - \"{kernel_path}\"\n\
          \x20     - \"{initrd_path}\"\n",
@@ -374,6 +375,17 @@ fn check_boot(
         marker == format!("{MARKER} rc=0 sha512={sha512}"),
         "Ignition fetched something else than {config} (sha512 {sha512}): {marker:?}"
     );
+    // Running from RAM, the node keeps its state on its data disk (the initramfs runs only the
+    // fetch stage, so the disk itself is not exercised here; compose_ignition.rs applies the
+    // files stage).
+    let text = std::fs::read_to_string(&file)?;
+    for wanted in [
+        r#""filesystems":[{"device":"/dev/vdb","format":"ext4","label":"molten-data","#,
+        r#""wipeFilesystem":false"#,
+        "var-lib-molten.mount",
+    ] {
+        ensure!(text.contains(wanted), "{config} lacks {wanted:?}");
+    }
     let sha256 = digest("sha256sum", &file)?;
     ensure!(
         sums.get(&config) == Some(&sha256),

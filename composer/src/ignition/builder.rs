@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use ignition_config::v3_3::{
-    Config, Dropin, File, Passwd, Resource, Storage, Systemd, Unit, User, Verification,
+    Config, Directory, Dropin, File, Filesystem, Passwd, Resource, Storage, Systemd, Unit, User,
+    Verification,
 };
 
 use super::dataurl::{self, Inline};
@@ -18,6 +19,10 @@ pub enum BuildError {
     DuplicateUnit(String),
     #[error("Ignition config would define user {0} twice")]
     DuplicateUser(String),
+    #[error("Ignition config would create a filesystem on {0} twice")]
+    DuplicateFilesystem(String),
+    #[error("Ignition config has no unit {0} to make require a mount")]
+    NoSuchUnit(String),
 }
 
 /// How a unit is configured: its own contents, or drop-ins for a unit the OS ships.
@@ -32,6 +37,8 @@ pub enum UnitBody {
 #[derive(Default)]
 pub struct ConfigBuilder {
     files: Vec<File>,
+    directories: Vec<Directory>,
+    filesystems: Vec<Filesystem>,
     units: Vec<Unit>,
     users: Vec<User>,
     paths: BTreeSet<String>,
@@ -112,6 +119,48 @@ impl ConfigBuilder {
         Ok(())
     }
 
+    /// A directory (created if absent, its mode set either way).
+    pub fn directory(&mut self, path: &str, mode: i64) -> Result<(), BuildError> {
+        if !self.paths.insert(path.to_string()) {
+            return Err(BuildError::DuplicateFile(path.to_string()));
+        }
+        let mut dir = Directory::new(path.to_string());
+        dir.mode = Some(mode);
+        self.directories.push(dir);
+        Ok(())
+    }
+
+    /// A filesystem Ignition creates (or reuses) and mounts at its `path` while it runs.
+    pub fn filesystem(&mut self, fs: Filesystem) -> Result<(), BuildError> {
+        if self.filesystems.iter().any(|f| f.device == fs.device) {
+            return Err(BuildError::DuplicateFilesystem(fs.device));
+        }
+        self.filesystems.push(fs);
+        Ok(())
+    }
+
+    /// Makes the unit `name` (already added) require and order after the mounts of `paths`
+    /// (space-separated): a `RequiresMountsFor=` line at the top of its `[Unit]` section (of its
+    /// drop-in, for a unit the OS ships).
+    pub fn require_mounts(&mut self, name: &str, paths: &str) -> Result<(), BuildError> {
+        let unit = self
+            .units
+            .iter_mut()
+            .find(|u| u.name == name && u.mask != Some(true))
+            .ok_or_else(|| BuildError::NoSuchUnit(name.to_string()))?;
+        let text = match (&mut unit.contents, &mut unit.dropins) {
+            (Some(contents), _) => contents,
+            (None, Some(dropins)) => dropins[0].contents.get_or_insert_with(String::new),
+            (None, None) => return Err(BuildError::NoSuchUnit(name.to_string())),
+        };
+        let line = format!("RequiresMountsFor={paths}\n");
+        match text.strip_prefix("[Unit]\n") {
+            Some(rest) => *text = format!("[Unit]\n{line}{rest}"),
+            None => *text = format!("[Unit]\n{line}{text}"),
+        }
+        Ok(())
+    }
+
     pub fn unit(&mut self, name: &str, enabled: bool, body: UnitBody) -> Result<(), BuildError> {
         if !self.unit_names.insert(name.to_string()) {
             return Err(BuildError::DuplicateUnit(name.to_string()));
@@ -151,11 +200,14 @@ impl ConfigBuilder {
                 ..Default::default()
             });
         }
-        if !self.files.is_empty() {
-            config.storage = Some(Storage {
-                files: Some(self.files),
-                ..Default::default()
-            });
+        let storage = Storage {
+            files: some(self.files),
+            directories: some(self.directories),
+            filesystems: some(self.filesystems),
+            ..Default::default()
+        };
+        if storage != Storage::default() {
+            config.storage = Some(storage);
         }
         if !self.units.is_empty() {
             config.systemd = Some(Systemd {
@@ -164,6 +216,11 @@ impl ConfigBuilder {
         }
         config
     }
+}
+
+/// `None` for an empty list: Ignition's optional lists are left out rather than empty.
+fn some<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
 }
 
 /// A config that replaces itself with the one at `source` (checked against `hash`).

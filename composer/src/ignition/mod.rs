@@ -11,6 +11,7 @@
 mod builder;
 mod dataurl;
 pub mod lifecycle;
+pub mod storage;
 pub mod units;
 
 pub use builder::{
@@ -94,6 +95,10 @@ pub fn node_ignition(
         true,
         UnitBody::Contents(units::mc_network_unit(&layout)),
     )?;
+    if let Some(disk) = &plan.data_disk {
+        let member = !matches!(plan.etcd, EtcdPlan::NotMember);
+        storage::add_data_disk(&mut b, &layout, disk, member)?;
+    }
 
     Ok(NodeIgnition {
         config: b.build(),
@@ -276,7 +281,8 @@ mod tests {
         assert_eq!(etcd.1, Some(true));
         assert!(
             etcd.3.starts_with(
-                "[Unit]\nAfter=mc-enroll.service\nWants=mc-enroll.service\n\
+                "[Unit]\nRequiresMountsFor=/var/lib/molten /var/lib/etcd\n\
+                 After=mc-enroll.service\nWants=mc-enroll.service\n\
                  [Service]\nUser=root\nUnsetEnvironment=ETCD_NAME ETCD_LISTEN_CLIENT_URLS \
                  ETCD_ADVERTISE_CLIENT_URLS ETCD_LISTEN_PEER_URLS \
                  ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER \

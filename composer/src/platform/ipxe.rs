@@ -18,6 +18,7 @@ use crate::digest::sha512_hex;
 use crate::error::ComposeError;
 use crate::ignition::{sha512_hash, to_json, ConfigBuilder, UnitBody, SSH_USER};
 use crate::model::{Cluster, IpxeSettings, Node};
+use crate::plan::{self, Delivery, NodePlan};
 use crate::profile::{NodeValue, TargetCheck, TargetRules};
 
 pub struct Ipxe;
@@ -67,6 +68,7 @@ impl TargetRules for Ipxe {
             NodeValue::Mac,
             "iPXE finds each node's config by the MAC of its booting NIC",
         );
+        data_disk_rules(profile);
         if profile.ipxe().is_some_and(|i| i.install_to_disk) {
             profile.require(
                 NodeValue::InstallDisk,
@@ -81,12 +83,86 @@ impl TargetRules for Ipxe {
     }
 }
 
+/// Nodes that run from RAM need a data disk (every one: a worker's identity is lost too);
+/// installed nodes keep their state on the installed root and take none.
+fn data_disk_rules(profile: &mut TargetCheck<'_, '_>) {
+    let Some(ipxe) = profile.ipxe() else {
+        return;
+    };
+    let (install_to_disk, default) = (ipxe.install_to_disk, ipxe.data_disk.is_some());
+    let (missing, written) = profile.node_data_disks();
+    if install_to_disk {
+        for at in profile.ipxe_data_disk_at().into_iter().chain(written) {
+            profile.error(&at, DATA_DISK_NOT_INSTALLED);
+        }
+        return;
+    }
+    if default || missing.is_empty() {
+        return;
+    }
+    if written.is_empty() {
+        let at = profile.section_at("ipxe");
+        profile.error(
+            &at,
+            format!(
+                "no node has a data disk, and these nodes run from RAM (install_to_disk is \
+                 false): {RAM_LOSES}; add `data_disk: /dev/vdb` (a disk each node has, kept \
+                 across reboots) here, or `data_disk` on every node, or set install_to_disk: true"
+            ),
+        );
+        return;
+    }
+    for (at, whose) in missing {
+        profile.error(
+            &at,
+            format!(
+                "{whose} has no data_disk and platforms.ipxe names none; running from RAM \
+                 (install_to_disk is false), {RAM_LOSES}; add `data_disk` to it or \
+                 `platforms.ipxe.data_disk` for every node"
+            ),
+        );
+    }
+}
+
+/// What a node running from RAM without a data disk would lose.
+const RAM_LOSES: &str = "etcd's data and the node's identity under /var/lib/molten would be \
+     lost at every reboot, and the node could not enroll again (enrollment tokens are single-use)";
+
+const DATA_DISK_NOT_INSTALLED: &str = "data_disk is for nodes that run from RAM; with \
+     install_to_disk true the installed root keeps /var/lib/molten and etcd's data: remove it";
+
 /// Install to disk runs `flatcar-install`.
 const INSTALL_NEEDS_FLATCAR: &str = "install to disk uses flatcar-install: it needs os flatcar";
 
 impl Target for Ipxe {
     fn templates(&self) -> &'static TemplateSet {
         &TEMPLATES
+    }
+
+    /// The static plan; a node that runs from RAM keeps its state on its data disk.
+    fn plan_node(
+        &self,
+        cluster: &Cluster,
+        node: &Node,
+        delivery: &Delivery,
+    ) -> Result<NodePlan, ComposeError> {
+        let mut plan = plan::static_plan(cluster, node, self.name(), delivery)?;
+        let ipxe = settings(cluster)?;
+        if !ipxe.install_to_disk {
+            let disk = node.data_disk.as_ref().or(ipxe.data_disk.as_ref());
+            // The profile stage reports this at the field; this guards other callers.
+            let disk = disk.ok_or_else(|| {
+                ComposeError::invalid_at(
+                    &node.origin,
+                    format!(
+                        "node {} has no data_disk; a node that runs from RAM needs one",
+                        node.name
+                    ),
+                )
+            })?;
+            plan.data_disk = Some(disk.clone());
+        }
+        Ok(plan)
     }
 
     fn served_base_url(&self, cluster: &Cluster) -> Result<Option<String>, ComposeError> {
@@ -239,6 +315,34 @@ mod tests {
             "{script}"
         );
         assert!(text(&out, "boot.ipxe").contains("chain nodes/${mac:hexhyp}.ipxe || goto unknown"));
+    }
+
+    #[test]
+    fn a_node_from_ram_keeps_its_state_on_its_data_disk() {
+        let mut c = sample::cluster(1, 1);
+        c.nodes[1].data_disk = Some("/dev/disk/by-id/virtio-data".into());
+        let out = compose(&c, Platform::Ipxe).unwrap();
+        // The platform's disk for node-0, its own for node-1.
+        assert!(text(&out, "ignition/node-0.ign").contains(r#""device":"/dev/vdb""#));
+        let worker = text(&out, "ignition/node-1.ign");
+        assert!(worker.contains(r#""device":"/dev/disk/by-id/virtio-data""#));
+        assert!(worker.contains(r#""wipeFilesystem":false"#));
+        assert!(
+            !worker.contains("var-lib-etcd.mount"),
+            "a worker has no etcd data"
+        );
+        c.ipxe.as_mut().unwrap().data_disk = None;
+        let err = compose(&c, Platform::Ipxe).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "$.nodes[0]: node node-0 has no data_disk; a node that runs from RAM needs one"
+        );
+        // Installed nodes keep their state on the installed root: no data disk.
+        c.ipxe.as_mut().unwrap().install_to_disk = true;
+        c.nodes[0].install_disk = Some("/dev/sda".into());
+        c.nodes[1].install_disk = Some("/dev/sda".into());
+        let out = compose(&c, Platform::Ipxe).unwrap();
+        assert!(!text(&out, "ignition/node-1.ign").contains("filesystems"));
     }
 
     #[test]

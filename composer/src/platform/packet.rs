@@ -163,6 +163,7 @@ impl Target for Packet {
             etcd,
             metadata: Some(METADATA),
             delivery: delivery.clone(),
+            data_disk: None,
         })
     }
 

@@ -39,6 +39,7 @@ pub fn cluster(members: usize, workers: usize) -> Cluster {
                 ip: Some(ip.into()),
                 mac: Some(MacAddr([0x52, 0x54, 0, 0, (i >> 8) as u8, i as u8])),
                 install_disk: None,
+                data_disk: None,
                 origin: Origin {
                     path: format!("$.nodes[{i}]"),
                     line: 0,
@@ -97,6 +98,7 @@ pub fn cluster(members: usize, workers: usize) -> Cluster {
             initrd: "flatcar_production_pxe_image.cpio.gz".into(),
             kernel_args: vec!["console=ttyS0".into()],
             install_to_disk: false,
+            data_disk: Some("/dev/vdb".into()),
             assets: vec![],
         }),
     }

@@ -22,6 +22,8 @@ pub(crate) struct Draft {
     pub ip_at: Option<At>,
     pub mac_at: Option<At>,
     pub disk_at: Option<At>,
+    /// Where the node's own data disk was written (the rack's `data_disk`), if it was.
+    pub data_disk_at: Option<At>,
 }
 
 pub(crate) fn roles(raw: &Sp<Vec<Sp<RawRole>>>, at: &At, report: &mut Report) -> Vec<Role> {
@@ -40,11 +42,8 @@ pub(crate) fn roles(raw: &Sp<Vec<Sp<RawRole>>>, at: &At, report: &mut Report) ->
     roles
 }
 
-pub(crate) fn install_disk(
-    raw: Option<&Sp<String>>,
-    at: &At,
-    report: &mut Report,
-) -> Option<String> {
+/// A block device path (`install_disk`, `data_disk`): `/dev/` and more, no blanks.
+pub(crate) fn disk_path(raw: Option<&Sp<String>>, at: &At, report: &mut Report) -> Option<String> {
     let disk = raw?;
     let ok = disk.len() > "/dev/".len()
         && disk.starts_with("/dev/")

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use molten_contract::{DockerSettings, Role, SubnetError};
 
-use super::draft::{install_disk, roles, Draft};
+use super::draft::{disk_path, roles, Draft};
 use super::racks;
 use super::raw::{RawNode, RawProfile, Sp};
 use super::report::{At, Report};
@@ -65,7 +65,14 @@ fn explicit(i: usize, raw: &Sp<RawNode>, report: &mut Report) -> Draft {
         .map(|disk| At::of(format!("{base}.install_disk"), disk));
     let disk = disk_at
         .as_ref()
-        .and_then(|at| install_disk(raw.install_disk.as_ref(), at, report));
+        .and_then(|at| disk_path(raw.install_disk.as_ref(), at, report));
+    let data_disk_at = raw
+        .data_disk
+        .as_ref()
+        .map(|disk| At::of(format!("{base}.data_disk"), disk));
+    let data_disk = data_disk_at
+        .as_ref()
+        .and_then(|at| disk_path(raw.data_disk.as_ref(), at, report));
     Draft {
         node: Node {
             name: raw.name.to_string(),
@@ -74,6 +81,7 @@ fn explicit(i: usize, raw: &Sp<RawNode>, report: &mut Report) -> Draft {
             ip,
             mac,
             install_disk: disk,
+            data_disk,
             origin: Origin {
                 path: base.clone(),
                 line: entry.line,
@@ -89,6 +97,7 @@ fn explicit(i: usize, raw: &Sp<RawNode>, report: &mut Report) -> Draft {
         ip_at,
         mac_at,
         disk_at,
+        data_disk_at,
     }
 }
 

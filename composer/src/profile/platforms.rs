@@ -7,6 +7,7 @@ use std::path::Path;
 use molten_contract::DockerSettings;
 
 use super::defaults as d;
+use super::draft::disk_path;
 use super::ipxe_assets;
 use super::nodes::address_problem;
 use super::raw::{RawIpxe, RawPacket, RawVagrant, Sp};
@@ -233,6 +234,10 @@ pub(crate) fn ipxe(raw: &RawIpxe, base_dir: &Path, report: &mut Report) -> IpxeS
             );
         }
     }
+    let data_disk = raw.data_disk.as_ref().and_then(|disk| {
+        let at = at(&format!("{base}.data_disk"), disk);
+        disk_path(Some(disk), &at, report)
+    });
     let assets = ipxe_assets::assets(raw, base_dir, &kernel, &initrd, report);
     IpxeSettings {
         base_url: raw.base_url.trim_end_matches('/').to_string(),
@@ -240,6 +245,7 @@ pub(crate) fn ipxe(raw: &RawIpxe, base_dir: &Path, report: &mut Report) -> IpxeS
         initrd,
         kernel_args: raw.kernel_args.iter().map(|a| a.to_string()).collect(),
         install_to_disk: raw.install_to_disk.as_ref().is_some_and(|b| **b),
+        data_disk,
         assets,
     }
 }

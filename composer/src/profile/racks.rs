@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use molten_contract::Role;
 
 use super::defaults as d;
-use super::draft::{install_disk, roles, Draft};
+use super::draft::{disk_path, roles, Draft};
 use super::raw::{RawRack, Sp};
 use super::report::{At, Report};
 use super::values;
@@ -21,6 +21,7 @@ struct RackPlan {
     start_ip: Option<u32>,
     start_mac: Option<u64>,
     disk: Option<String>,
+    data_disk: Option<String>,
 }
 
 fn rack_plan(base: &str, raw: &RawRack, report: &mut Report) -> Option<RackPlan> {
@@ -119,7 +120,13 @@ fn rack_plan(base: &str, raw: &RawRack, report: &mut Report) -> Option<RackPlan>
     });
     let disk = raw.install_disk.as_ref().and_then(|disk| {
         let at = At::of(format!("{base}.install_disk"), disk);
-        let checked = install_disk(Some(disk), &at, report);
+        let checked = disk_path(Some(disk), &at, report);
+        ok &= checked.is_some();
+        checked
+    });
+    let data_disk = raw.data_disk.as_ref().and_then(|disk| {
+        let at = At::of(format!("{base}.data_disk"), disk);
+        let checked = disk_path(Some(disk), &at, report);
         ok &= checked.is_some();
         checked
     });
@@ -144,6 +151,7 @@ fn rack_plan(base: &str, raw: &RawRack, report: &mut Report) -> Option<RackPlan>
         start_ip,
         start_mac,
         disk,
+        data_disk,
     })
 }
 
@@ -180,6 +188,7 @@ pub(super) fn rack_nodes(i: usize, raw: &Sp<RawRack>, report: &mut Report) -> Op
                 ip: plan.start_ip.map(|ip| Ipv4Addr::from(ip + k)),
                 mac: plan.start_mac.map(|m| mac_from_number(m + u64::from(k))),
                 install_disk: plan.disk.clone(),
+                data_disk: plan.data_disk.clone(),
                 origin: Origin {
                     path: base.clone(),
                     line: entry.line,
@@ -201,6 +210,10 @@ pub(super) fn rack_nodes(i: usize, raw: &Sp<RawRack>, report: &mut Report) -> Op
                 .install_disk
                 .as_ref()
                 .map(|v| at("install_disk", v.position())),
+            data_disk_at: raw
+                .data_disk
+                .as_ref()
+                .map(|v| at("data_disk", v.position())),
         });
     }
     Some(drafts)

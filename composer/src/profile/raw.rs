@@ -182,6 +182,8 @@ pub struct RawNode {
     pub mac: Option<Sp<String>>,
     /// Disk to install to (ipxe with `install_to_disk`), e.g. `/dev/sda`.
     pub install_disk: Option<Sp<String>>,
+    /// Data disk of this node when ipxe runs it from RAM; overrides `platforms.ipxe.data_disk`.
+    pub data_disk: Option<Sp<String>>,
 }
 
 /// `count` nodes at once. Node `k` (from 0) is named `prefix` + (`start_index` + k) padded to
@@ -212,6 +214,8 @@ pub struct RawRack {
     pub start_mac: Option<Sp<String>>,
     /// Install disk of every node in the rack.
     pub install_disk: Option<Sp<String>>,
+    /// Data disk of every node in the rack (ipxe from RAM); overrides `platforms.ipxe.data_disk`.
+    pub data_disk: Option<Sp<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -273,6 +277,10 @@ pub struct RawIpxe {
     pub kernel_args: Vec<Sp<String>>,
     /// Install to each node's `install_disk` instead of running from RAM. Default false.
     pub install_to_disk: Option<Sp<bool>>,
+    /// Running from RAM: the disk (e.g. `/dev/vdb`, `/dev/disk/by-id/...`) that keeps each
+    /// node's `/var/lib/molten` and etcd data across reboots; a node's own `data_disk` overrides
+    /// it. Required (here or on every node) unless `install_to_disk` is true.
+    pub data_disk: Option<Sp<String>>,
     /// Files copied into the bundle's `assets/` under their own names, relative to the
     /// profile's directory; must include `kernel` and `initrd` when given. Default: none (put
     /// the kernel and initrd into `assets/` yourself).

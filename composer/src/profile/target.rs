@@ -89,6 +89,33 @@ impl TargetCheck<'_, '_> {
         Some(At::of("$.platforms.ipxe.install_to_disk", value))
     }
 
+    /// Where `platforms.ipxe.data_disk` was written, if it was.
+    pub fn ipxe_data_disk_at(&self) -> Option<At> {
+        let ipxe = self.raw.platforms.as_ref()?.ipxe.as_ref()?;
+        let value = ipxe.data_disk.as_ref()?;
+        Some(At::of("$.platforms.ipxe.data_disk", value))
+    }
+
+    /// The node entries (a rack once) without a data disk of their own, as `(entry, how
+    /// messages name it)`, and every place a node's own data disk was written.
+    pub fn node_data_disks(&self) -> (Vec<(At, String)>, Vec<At>) {
+        let (mut missing, mut written) = (Vec::new(), Vec::new());
+        let mut seen = HashSet::new();
+        for draft in self.drafts {
+            if !seen.insert(draft.entry.path.clone()) {
+                continue;
+            }
+            match &draft.data_disk_at {
+                Some(at) => written.push(at.clone()),
+                None => {
+                    let whose = draft.label.split(' ').next().unwrap_or_default();
+                    missing.push((draft.entry.clone(), whose.to_string()));
+                }
+            }
+        }
+        (missing, written)
+    }
+
     /// The OS and, when the profile names it, where.
     pub fn os(&self) -> (OsVariant, Option<At>) {
         match &self.raw.os {

@@ -382,3 +382,47 @@ fn schema_describes_every_key_and_refuses_others() {
         assert!(text.contains(&format!("\"{key}\"")), "schema lacks {key}");
     }
 }
+
+/// A node's own data disk overrides the platform's; vagrant ignores both (its boxes persist).
+/// The refusals and their exact lines are corpus cases 69-71.
+#[test]
+fn data_disks_resolve_per_node_and_only_ipxe_needs_them() {
+    let agent = Agentfile::new();
+    let agent_path = agent.path();
+    let nodes = "  - {name: a, zone: 0, roles: [etcd], ip: 10.0.0.1, mac: 52:54:00:00:00:01}
+  - {name: b, zone: 1, roles: [worker], ip: 10.0.0.2, mac: 52:54:00:00:00:02, data_disk: /dev/sdb}
+";
+    let ipxe = LoadOptions {
+        platform: Some(Platform::Ipxe.rules()),
+        ..opts(&agent_path)
+    };
+    let with_default = profile(
+        nodes,
+        "platforms:\n  ipxe: {base_url: http://10.0.0.9:8080, data_disk: /dev/vdb}\n",
+    );
+    let c = load("t.yaml", &with_default, Path::new("."), &ipxe)
+        .unwrap()
+        .cluster;
+    assert_eq!(
+        c.ipxe.as_ref().unwrap().data_disk.as_deref(),
+        Some("/dev/vdb")
+    );
+    assert_eq!(c.nodes[0].data_disk, None);
+    assert_eq!(c.nodes[1].data_disk.as_deref(), Some("/dev/sdb"));
+
+    // Without the default, node a has none: refused for ipxe at its entry, fine for vagrant.
+    let without = profile(
+        nodes,
+        "platforms:\n  ipxe: {base_url: http://10.0.0.9:8080}\n",
+    );
+    let err = load("t.yaml", &without, Path::new("."), &ipxe).unwrap_err();
+    let errors: Vec<(&str, usize)> = err.iter().map(|d| (d.path.as_str(), d.line)).collect();
+    assert_eq!(errors, [("$.nodes[0]", 5)], "{err}");
+    assert!(err.iter().next().unwrap().message.contains("single-use"));
+    let vagrant = LoadOptions {
+        platform: Some(Platform::Vagrant.rules()),
+        ..opts(&agent_path)
+    };
+    load("t.yaml", &without, Path::new("."), &vagrant).unwrap();
+    load("t.yaml", &without, Path::new("."), &opts(&agent_path)).unwrap();
+}
