@@ -10,7 +10,7 @@ use crate::cli::{BoshArgs, BoshCommand, Cli, Command, LocalArgs, NodeArgs};
 use crate::converge::{self, Options};
 use crate::etcd_join::{self, JoinOptions};
 pub use crate::node_access::EXIT_BUSY;
-use crate::node_access::{config_path, connect, exit, lock, retry};
+use crate::node_access::{config_path, exit, lock, retry, session};
 use crate::records;
 use crate::status::{self, StatusOptions};
 use crate::systemd::Systemctl;
@@ -66,9 +66,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("this node {failure}");
                 }
             }
-            let mut client = connect(&args.node).await?;
-            let mut rules =
-                records::rules(&mut client, node_config(&args.node)?.as_deref()).await?;
+            // One retrying session for every read: a leader election or a member going away
+            // while the operator looks must not blank the table.
+            let mut etcd = session(&args.node).await?;
+            let config = node_config(&args.node)?;
+            let mut rules = etcd
+                .run("reading the cluster's record rules", |mut client| {
+                    let config = config.as_deref();
+                    async move { records::rules(&mut client, config).await }
+                })
+                .await?;
             if let Some(path) = &args.docker_ca {
                 rules = rules.with_docker_ca(&read_text(path)?)?;
             }
@@ -80,7 +87,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     Some(prober(&args)?)
                 },
             };
-            let views = status::collect(&mut client, &rules, &options).await?;
+            let state = etcd
+                .run("reading node records and statuses", |mut client| {
+                    let rules = &rules;
+                    async move { status::read(&mut client, rules).await }
+                })
+                .await?;
+            let views = status::collect(state, &options).await;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
             } else {
@@ -89,7 +102,6 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let mut code = status_exit(&views);
             if !args.json {
                 // etcd's own health, per member: the cluster the statuses live in.
-                let mut etcd = crate::node_access::session(&args.node).await?;
                 let members = crate::etcd_commands::member_reports(&mut etcd).await?;
                 println!();
                 print!("{}", crate::etcd_commands::table(&members));
@@ -228,11 +240,22 @@ async fn bosh_command(command: BoshCommand) -> Result<ExitCode> {
             now,
         )?;
     }
-    let mut etcd = connect(&args.node).await?;
-    let rules = records::rules(&mut etcd, node_config(&args.node)?.as_deref())
+    let mut etcd = session(&args.node).await?;
+    let config = node_config(&args.node)?;
+    let rules = etcd
+        .run("reading the cluster's record rules", |mut client| {
+            let config = config.as_deref();
+            async move { records::rules(&mut client, config).await }
+        })
         .await?
         .with_docker_ca(&docker_ca)?;
-    let inputs = bosh::load(&mut etcd, &rules, &docker_ca).await?;
+    // bosh::load only reads etcd: safe to repeat after a transient failure.
+    let inputs = etcd
+        .run("reading node records", |mut client| {
+            let (rules, docker_ca) = (&rules, docker_ca.as_str());
+            async move { bosh::load(&mut client, rules, docker_ca).await }
+        })
+        .await?;
     for node in &inputs.left_out {
         eprintln!(
             "mc bosh: warning: node {} left out: {}",

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use etcd_client::Client;
 
 use crate::cli::NodeArgs;
 use crate::converge;
@@ -45,14 +44,8 @@ pub fn config_path(
         .unwrap_or_else(|| crate::fs::under_root(root, molten_contract::NODE_CONFIG_PATH))
 }
 
-/// etcd from `--etcd`, else from the node config; over mutual TLS with `--etcd-cert`, else with
-/// the node's enrolled etcd-client identity.
-pub async fn connect(node: &NodeArgs) -> Result<Client> {
-    let (endpoints, tls) = etcd_target(node)?;
-    etcd::connect(&endpoints, retry(node), tls).await
-}
-
-/// A retrying session to etcd, found and authenticated as [`connect`] does.
+/// A retrying session to etcd from `--etcd`, else from the node config; over mutual TLS with
+/// `--etcd-cert`, else with the node's enrolled etcd-client identity.
 pub async fn session(node: &NodeArgs) -> Result<etcd::Etcd> {
     let (endpoints, tls) = etcd_target(node)?;
     etcd::Etcd::connect(&endpoints, retry(node), tls).await

@@ -75,14 +75,28 @@ impl Default for StatusOptions {
     }
 }
 
-pub async fn collect(
-    client: &mut Client,
-    rules: &Rules,
-    options: &StatusOptions,
-) -> Result<Vec<NodeView>> {
+/// What `mc status` reads from etcd: every node record (each checked on its own) and every
+/// status. Reads only, so a caller may repeat it after a transient etcd failure.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    pub records: Vec<records::RecordEntry>,
+    pub statuses: Vec<(String, Result<Status, String>)>,
+}
+
+/// Reads [`ClusterState`] from etcd.
+pub async fn read(client: &mut Client, rules: &Rules) -> Result<ClusterState> {
+    Ok(ClusterState {
+        records: records::read_records(client, rules).await?,
+        statuses: records::all_statuses(client).await?,
+    })
+}
+
+/// One view per node of `state`, after probing each node's Docker endpoint (when
+/// `options.prober` is set).
+pub async fn collect(state: ClusterState, options: &StatusOptions) -> Vec<NodeView> {
     let mut records: BTreeMap<String, NodeRecord> = BTreeMap::new();
     let mut unusable: BTreeMap<String, (Health, String)> = BTreeMap::new();
-    for entry in records::read_records(client, rules).await? {
+    for entry in state.records {
         match entry.checked {
             Checked::Valid(record) => {
                 records.insert(entry.name, *record);
@@ -99,8 +113,7 @@ pub async fn collect(
             }
         }
     }
-    let statuses: BTreeMap<String, Result<Status, String>> =
-        records::all_statuses(client).await?.into_iter().collect();
+    let statuses: BTreeMap<String, Result<Status, String>> = state.statuses.into_iter().collect();
     let mut names: Vec<&String> = records
         .keys()
         .chain(unusable.keys())
@@ -122,7 +135,7 @@ pub async fn collect(
     }
     let probed: BTreeMap<String, Outcome> = probes.join_all().await.into_iter().collect();
     let now = OffsetDateTime::now_utc();
-    Ok(names
+    names
         .into_iter()
         .map(|name| {
             if let Some((health, reason)) = unusable.get(name) {
@@ -137,7 +150,7 @@ pub async fn collect(
                 options,
             )
         })
-        .collect())
+        .collect()
 }
 
 /// A node whose record cannot be used: its name and why, nothing read from the record.
