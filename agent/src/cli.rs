@@ -15,7 +15,7 @@ Examples:
                                       converge a directory tree (tests, operators)
   mc status                           the whole cluster: who failed, where, why
   mc bosh write --dir /var/lib/bosh   cloud-config.yml and cpi-config.yml
-  mc etcd-join                        add this member before etcd starts (packet)
+  mc etcd-join                        negotiate this member's membership before etcd starts
   mc etcd members                     every etcd member and its health
   mc etcd remove core-03              remove a dead member (refused if quorum would go)
   mc etcd promote                     make this node's learner a voting member
@@ -51,7 +51,7 @@ pub enum Command {
     /// Render BOSH configs from the node records in etcd.
     #[command(subcommand)]
     Bosh(BoshCommand),
-    /// Add this node to an existing etcd cluster and write etcd's environment.
+    /// Negotiate this member's etcd membership before etcd starts; write etcd's environment.
     EtcdJoin(EtcdJoinArgs),
     /// Enroll with the cluster authority: keys made here, only requests sent. Does nothing
     /// when a valid identity is on disk (the token is single-use).
@@ -229,6 +229,11 @@ pub struct EtcdJoinArgs {
     /// etcd's data dir on this node [default: <root>/var/lib/etcd].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A member whose addresses come from the profile: if no cluster with a leader answers
+    /// within SECS, remove the env file and exit 0 — etcd then bootstraps from its static
+    /// settings (empty data dir: a new cluster's first boot) or restarts from its data.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub bootstrap_after: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -121,12 +121,35 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 env_file: args.env_file,
                 data_dir: args.data_dir,
                 retry: retry(&args.node),
+                bootstrap_after: args.bootstrap_after.map(std::time::Duration::from_secs),
             };
             let _lock = match lock(&args.node, "mc etcd-join", 60) {
                 Ok(lock) => lock,
                 Err(busy) => return Ok(busy),
             };
             let outcome = etcd_join::join(&options).await?;
+            if let Some(start) = outcome.static_start {
+                println!(
+                    "{}; removed {} if it was there",
+                    match start {
+                        etcd_join::StaticStart::Bootstrap => format!(
+                            "no etcd cluster with a leader answered within {}s and this member \
+                             has no data: etcd bootstraps from its static initial cluster",
+                            args.bootstrap_after.unwrap_or(0)
+                        ),
+                        etcd_join::StaticStart::Known => {
+                            "a member already: etcd restarts from its data".to_string()
+                        }
+                        etcd_join::StaticStart::FromData => format!(
+                            "no etcd cluster with a leader answered within {}s: etcd restarts \
+                             from its data",
+                            args.bootstrap_after.unwrap_or(0)
+                        ),
+                    },
+                    outcome.env_file.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             if !outcome.replaced.is_empty() {
                 println!(
                     "removed this node's old member(s) {}: their data was gone",

@@ -8,14 +8,21 @@
 //! is removed first — reusing its ID with an empty data dir is what etcd refuses — unless it
 //! still answers (then another machine runs under this name, and we stop). Data of a member the
 //! cluster no longer knows is moved aside, never deleted.
+//!
+//! Members whose addresses come from the profile ("static" members) run it too, with
+//! `--bootstrap-after SECS`: when no cluster with a leader answers within SECS, it gets out of
+//! etcd's way instead of failing — an empty data dir bootstraps from the static settings (a new
+//! cluster's first boot), a data dir with data restarts from it (a whole rack powered on at once).
+//! See [`StaticStart`].
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::etcd::membership::{self, has_peer};
-use crate::etcd::{quorum, Etcd, Retry};
+use crate::etcd::{quorum, Etcd, EtcdTls, Retry};
 use crate::fs::{under_root, write_if_changed, MODE_PUBLIC};
 
 /// Where the environment file goes on a node; etcd's drop-in reads it.
@@ -35,6 +42,24 @@ pub struct JoinOptions {
     /// etcd's data dir as seen on the node; default [`DEFAULT_DATA_DIR`] under the root.
     pub data_dir: Option<PathBuf>,
     pub retry: Retry,
+    /// Static members only: how long to look for a cluster with a leader before leaving etcd to
+    /// its static settings or its data ([`StaticStart`]). None (packet joiners): the cluster
+    /// must answer within the retry budget, or the join fails.
+    pub bootstrap_after: Option<Duration>,
+}
+
+/// Why a static member's etcd starts without a negotiated environment (the env file is removed,
+/// so the unit's static `ETCD_INITIAL_CLUSTER` and state `new` apply, or etcd's own data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaticStart {
+    /// Data dir empty and no cluster with a leader answered in time: a new cluster's first boot;
+    /// etcd bootstraps from the static initial cluster (state `new`).
+    Bootstrap,
+    /// The data dir has a member and the cluster lists it: etcd restarts from its data.
+    Known,
+    /// The data dir has a member and no cluster with a leader answered in time (every member
+    /// restarting at once): etcd restarts from its data rather than wait.
+    FromData,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +73,14 @@ pub struct JoinOutcome {
     pub initial_cluster: String,
     pub env_file: PathBuf,
     pub env_written: bool,
+    /// Set when the join left etcd to its static settings or data; nothing else was done then.
+    pub static_start: Option<StaticStart>,
 }
 
 /// A member as the join needs it: its name (empty until it first starts) and peer URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    pub id: u64,
     pub name: String,
     pub peer_urls: Vec<String>,
 }
@@ -78,10 +106,33 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
         .unwrap_or_else(|| under_root(&options.root, DEFAULT_DATA_DIR));
     let tls =
         crate::converge::trust::etcd_tls(&options.root, &trust, crate::identity::Kind::EtcdAdmin)?;
+    let env_file = options
+        .env_file
+        .clone()
+        .unwrap_or_else(|| under_root(&options.root, ENV_FILE));
+    let has_data = member_data_present(&data_dir)?;
+    if let Some(after) = options.bootstrap_after {
+        let me = Me {
+            name: &name,
+            peer_url: &peer_url,
+            has_data,
+        };
+        if let Some(start) = look_for_cluster(&endpoints, &tls, &me, after, options.retry).await? {
+            remove_env_file(&env_file)?;
+            return Ok(JoinOutcome {
+                added: false,
+                replaced: Vec::new(),
+                moved_aside: None,
+                initial_cluster: String::new(),
+                env_file,
+                env_written: false,
+                static_start: Some(start),
+            });
+        }
+    }
     let mut etcd = Etcd::connect(&endpoints, options.retry, tls).await?;
 
     let members = membership::list(&mut etcd).await?;
-    let has_data = member_data_present(&data_dir)?;
     let mut replaced = Vec::new();
     let mut moved_aside = None;
     let known = members
@@ -98,11 +149,12 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
             .iter()
             .filter(|m| m.name == name || has_peer(m, &peer_url))
             .collect();
-        // Added for this peer URL but never started (a join that crashed before etcd ran):
-        // exactly what this member needs.
+        // Added for this peer URL but never started (a join that crashed before etcd ran, or
+        // a member of a static first boot held back): exactly what this member needs. A
+        // member that never started has published no client URL.
         let pending = ours
             .iter()
-            .find(|m| m.name.is_empty() && has_peer(m, &peer_url))
+            .find(|m| m.client_urls.is_empty() && has_peer(m, &peer_url))
             .map(|m| m.id);
         let stale: Vec<membership::Member> = ours
             .iter()
@@ -123,15 +175,12 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
         .await?
         .into_iter()
         .map(|m| Member {
+            id: m.id,
             name: m.name,
             peer_urls: m.peer_urls,
         })
         .collect();
     let initial_cluster = initial_cluster(&members, &name, &peer_url)?;
-    let env_file = options
-        .env_file
-        .clone()
-        .unwrap_or_else(|| under_root(&options.root, ENV_FILE));
     let env = env_text(&name, &initial_cluster);
     let env_written = write_if_changed(&env_file, env.as_bytes(), MODE_PUBLIC)?;
     Ok(JoinOutcome {
@@ -141,7 +190,139 @@ pub async fn join(options: &JoinOptions) -> Result<JoinOutcome> {
         initial_cluster,
         env_file,
         env_written,
+        static_start: None,
     })
+}
+
+/// This member as the look for a cluster needs it.
+struct Me<'a> {
+    name: &'a str,
+    peer_url: &'a str,
+    has_data: bool,
+}
+
+/// How long one endpoint may take to answer a look.
+const LOOK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two looks.
+const LOOK_PAUSE: Duration = Duration::from_millis(500);
+
+/// What one endpoint answered: the members as it sees them and the leader it knows (0: none).
+/// etcd 3.4 lists members from its local view even without a leader; 3.5 may not answer then.
+struct Look {
+    members: Vec<membership::Member>,
+    leader: u64,
+}
+
+/// A static member's look for its cluster before etcd starts. Ok(None): a cluster with a leader
+/// answers, negotiate with it. Ok(Some(start)): leave etcd to its static settings or its data.
+///
+/// - Data kept and any member lists this one (same name and peer URL): [`StaticStart::Known`]
+///   at once, leader or not (a reboot needs nothing from the cluster).
+/// - No leader anywhere within `after`: [`StaticStart::FromData`] with data, else
+///   [`StaticStart::Bootstrap`] — unless a member list names this node as a member that has
+///   started before: its data is gone, and bootstrapping again with the same member ID and an
+///   empty log is what etcd refuses. Then it keeps looking for a leader for the retry budget
+///   and fails saying why (the unit's restart tries again).
+async fn look_for_cluster(
+    endpoints: &[String],
+    tls: &EtcdTls,
+    me: &Me<'_>,
+    after: Duration,
+    retry: Retry,
+) -> Result<Option<StaticStart>> {
+    crate::etcd::check_endpoints(endpoints)?;
+    let started = Instant::now();
+    let mut lost_member = false;
+    loop {
+        let looks = look_all(endpoints, tls).await;
+        for look in &looks {
+            let listed = look
+                .members
+                .iter()
+                .any(|m| m.name == me.name && has_peer(m, me.peer_url));
+            if me.has_data && listed {
+                return Ok(Some(StaticStart::Known));
+            }
+            if !me.has_data
+                && look
+                    .members
+                    .iter()
+                    .any(|m| m.name == me.name && !m.client_urls.is_empty())
+            {
+                lost_member = true;
+            }
+        }
+        if looks.iter().any(|l| l.leader != 0) {
+            return Ok(None);
+        }
+        let waited = started.elapsed();
+        if waited >= after && !lost_member {
+            let start = if me.has_data {
+                StaticStart::FromData
+            } else {
+                StaticStart::Bootstrap
+            };
+            tracing::warn!(
+                answered = looks.len(),
+                "no etcd cluster with a leader answered within {}s: {}",
+                after.as_secs(),
+                match start {
+                    StaticStart::FromData => "etcd restarts from its data",
+                    _ => "etcd bootstraps from the static initial cluster",
+                }
+            );
+            return Ok(Some(start));
+        }
+        if lost_member && waited >= after + retry.budget {
+            bail!(
+                "etcd member {} is in the cluster but this node's data dir holds no member (its                  data is gone), and no member of the cluster has a leader after {}s: it cannot                  be replaced until a quorum of the other members runs",
+                me.name,
+                waited.as_secs()
+            );
+        }
+        tokio::time::sleep(LOOK_PAUSE).await;
+    }
+}
+
+/// Asks every endpoint at once for its member list and leader; the ones that answered.
+async fn look_all(endpoints: &[String], tls: &EtcdTls) -> Vec<Look> {
+    let mut looks = tokio::task::JoinSet::new();
+    for endpoint in endpoints {
+        let endpoint = endpoint.clone();
+        let tls = tls.clone();
+        looks.spawn(async move {
+            let result = tokio::time::timeout(LOOK_TIMEOUT, look_one(&endpoint, &tls)).await;
+            match result {
+                Ok(Ok(look)) => Some(look),
+                Ok(Err(err)) => {
+                    tracing::debug!(%endpoint, error = %format!("{err:#}"), "etcd: no member list");
+                    None
+                }
+                Err(_) => None,
+            }
+        });
+    }
+    let mut answered = Vec::new();
+    while let Some(joined) = looks.join_next().await {
+        if let Ok(Some(look)) = joined {
+            answered.push(look);
+        }
+    }
+    answered
+}
+
+async fn look_one(endpoint: &str, tls: &EtcdTls) -> Result<Look> {
+    let (members, leader) = membership::list_at(endpoint, tls, LOOK_TIMEOUT).await?;
+    Ok(Look { members, leader })
+}
+
+/// Removes a join's environment left from before, so etcd starts from the static settings.
+fn remove_env_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("failed to remove {}", path.display())),
+    }
 }
 
 /// Removes a member that holds this node's name or peer URL from before, unless it answers
@@ -209,17 +390,19 @@ fn is_us(member: &Member, name: &str, peer_url: &str) -> bool {
 }
 
 /// `name=peer,...` for every member, this node included (it has no name until it starts).
+/// Other members that have not started yet appear as `unstarted-<id>`.
 pub fn initial_cluster(members: &[Member], name: &str, peer_url: &str) -> Result<String> {
     let mut parts = Vec::new();
+    let mut placeholder;
     for m in members {
         let member_name = if is_us(m, name, peer_url) {
             name
         } else if m.name.is_empty() {
-            bail!(
-                "another member ({}) was added but has not started yet; etcd adds one member at a \
-                 time: start it first, then run mc etcd-join again",
-                m.peer_urls.join(",")
-            );
+            // Another member that has not started yet (of a static first boot, or a join in
+            // progress). etcd matches an existing cluster's members by peer URL, not by name,
+            // so any name unique in the list will do.
+            placeholder = format!("unstarted-{:x}", m.id);
+            &placeholder
         } else {
             &m.name
         };
@@ -248,6 +431,7 @@ mod tests {
 
     fn m(name: &str, url: &str) -> Member {
         Member {
+            id: url.len() as u64,
             name: name.into(),
             peer_urls: vec![url.into()],
         }
@@ -267,13 +451,21 @@ mod tests {
     }
 
     #[test]
-    fn another_unstarted_member_is_an_error() {
+    fn another_unstarted_member_gets_a_placeholder_name() {
+        // A static first boot with two members held back: the other one has no name yet.
+        let mut other = m("", "https://10.0.0.3:2380");
+        other.id = 0xabc;
         let members = [
             m("seed", "https://10.0.0.1:2380"),
-            m("", "https://10.0.0.3:2380"),
+            m("", "https://10.0.0.2:2380"),
+            other,
         ];
-        let err = initial_cluster(&members, "node-1", "https://10.0.0.2:2380").unwrap_err();
-        assert!(err.to_string().contains("10.0.0.3"), "{err}");
+        let text = initial_cluster(&members, "node-1", "https://10.0.0.2:2380").unwrap();
+        assert_eq!(
+            text,
+            "node-1=https://10.0.0.2:2380,seed=https://10.0.0.1:2380,\
+             unstarted-abc=https://10.0.0.3:2380"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A real multi-member etcd cluster (Debian's `/usr/bin/etcd`) on 127.0.0.1, as molten runs it:
 //! https client and peer URLs with `--client-cert-auth` and `--peer-client-cert-auth`, every
 //! member with its own ports and data dir, stopped by PID on drop. Members can be stopped, wiped,
-//! started again, and new ones started with the environment a join produced.
+//! started again, and new ones started with the environment a join produced — or, as molten's
+//! static members run it, with the unit's static settings overridden by `mc etcd-join`'s env
+//! file ([`EtcdCluster::start_unit`]).
 //!
 //! ```no_run
 //! use molten_testkit::etcd_cluster::EtcdCluster;
@@ -116,6 +118,57 @@ impl EtcdCluster {
             cluster.wait_healthy(name)?;
         }
         Ok(cluster)
+    }
+
+    /// Reserves ports and directories for `names` without starting any: a static cluster before
+    /// its first boot, whose members start as the composed unit would ([`Self::start_unit`]).
+    pub fn reserve_all(names: &[&str], tls: ServerTls) -> Result<Self> {
+        ensure_binary(ETCD, "etcd-server")?;
+        let members = names
+            .iter()
+            .map(|n| ClusterMember::new(n))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            token: format!("molten-test-{}", members[0].client_port),
+            tls,
+            members,
+        })
+    }
+
+    /// `name=peer,...` of `names`: the static initial cluster a profile listing them composes.
+    pub fn static_initial(&self, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| format!("{n}={}", self.member(n).peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts the member as a static member's composed etcd unit does after `mc etcd-join`:
+    /// the static settings (`static_initial`, state `new`, the cluster token), with
+    /// `ETCD_INITIAL_CLUSTER` and `ETCD_INITIAL_CLUSTER_STATE` from `env_file` replacing them
+    /// when the file exists (systemd's `EnvironmentFile=` overrides `Environment=`). Does not
+    /// wait: a member of a new cluster serves only once a quorum runs.
+    pub fn start_unit(&mut self, name: &str, static_initial: &str, env_file: &Path) -> Result<()> {
+        let mut initial = static_initial.to_string();
+        let mut state = "new".to_string();
+        match std::fs::read_to_string(env_file) {
+            Ok(text) => {
+                for line in text.lines().filter(|l| !l.starts_with('#')) {
+                    match line.split_once('=') {
+                        Some(("ETCD_INITIAL_CLUSTER", v)) => initial = v.to_string(),
+                        Some(("ETCD_INITIAL_CLUSTER_STATE", v)) => state = v.to_string(),
+                        Some(("ETCD_NAME", v)) if v != name => {
+                            bail!("{} names member {v}, not {name}", env_file.display())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", env_file.display())),
+        }
+        self.spawn(name, &initial, &state)
     }
 
     /// Every member's client URL (running or not), comma separated for etcdctl.

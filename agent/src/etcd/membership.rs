@@ -70,6 +70,30 @@ pub async fn list(etcd: &mut Etcd) -> Result<Vec<Member>> {
     .await
 }
 
+/// One endpoint's member list and the leader it knows (0: none), asked once with no retry.
+/// etcd 3.4 lists members from its local view even without a leader; 3.5 may not answer then.
+pub async fn list_at(
+    endpoint: &str,
+    tls: &EtcdTls,
+    timeout: Duration,
+) -> Result<(Vec<Member>, u64)> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_timeout(timeout)
+        .with_tls(tls.options());
+    let mut client = Client::connect([endpoint], Some(options)).await?;
+    let members = client
+        .member_list()
+        .await
+        .context("etcd member list")?
+        .members()
+        .iter()
+        .map(to_member)
+        .collect();
+    let leader = client.status().await.context("etcd status")?.leader();
+    Ok((members, leader))
+}
+
 fn to_member(m: &etcd_client::Member) -> Member {
     Member {
         id: m.id(),

@@ -12,6 +12,7 @@ mod core {
     pub mod etcd_join;
     pub mod etcd_membership;
     pub mod etcd_snapshot;
+    pub mod etcd_static_join;
     pub mod flannel;
     pub mod hostile_records;
     pub mod idempotence;

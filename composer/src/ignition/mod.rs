@@ -283,22 +283,31 @@ mod tests {
             etcd.3.starts_with(
                 "[Unit]\nRequiresMountsFor=/var/lib/molten /var/lib/etcd\n\
                  After=mc-enroll.service\nWants=mc-enroll.service\n\
+                 StartLimitIntervalSec=0\n\
                  [Service]\nUser=root\nUnsetEnvironment=ETCD_NAME ETCD_LISTEN_CLIENT_URLS \
                  ETCD_ADVERTISE_CLIENT_URLS ETCD_LISTEN_PEER_URLS \
-                 ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER \
-                 ETCD_INITIAL_CLUSTER_STATE ETCD_INITIAL_CLUSTER_TOKEN ETCD_CERT_FILE \
+                 ETCD_INITIAL_ADVERTISE_PEER_URLS ETCD_INITIAL_CLUSTER_TOKEN ETCD_CERT_FILE \
                  ETCD_KEY_FILE ETCD_TRUSTED_CA_FILE ETCD_CLIENT_CERT_AUTH ETCD_PEER_CERT_FILE \
                  ETCD_PEER_KEY_FILE ETCD_PEER_TRUSTED_CA_FILE ETCD_PEER_CLIENT_CERT_AUTH \
                  ETCD_DATA_DIR\n\
+                 Environment=ETCD_INITIAL_CLUSTER=node-0=https://10.0.0.10:2380 \\\n  \
+                 ETCD_INITIAL_CLUSTER_STATE=new\n\
+                 EnvironmentFile=-/run/molten/etcd-join.env\n\
+                 ExecStartPre=/opt/bin/mc etcd-join --peer-port 2380 \
+                 --data-dir /var/lib/etcd --bootstrap-after 10\n\
+                 Restart=on-failure\nRestartSec=10\n\
                  ExecStart=\nExecStart=/usr/bin/etcd \\\n  --name=node-0 \\\n  \
                  --listen-client-urls=https://10.0.0.10:2379,https://127.0.0.1:2379 \\\n"
             ),
             "{}",
             etcd.3
         );
-        assert!(etcd
-            .3
-            .contains("  --initial-cluster-state=new \\\n  --initial-cluster-token=dev \\\n"));
+        // The membership is no flag: mc etcd-join's env file overrides its variables.
+        assert!(
+            !etcd.3.contains("--initial-cluster=") && !etcd.3.contains("--initial-cluster-state"),
+            "{}",
+            etcd.3
+        );
         assert!(
             etcd.3.contains("  --client-cert-auth=true \\\n"),
             "{}",
@@ -352,6 +361,29 @@ mod tests {
                 "mc.service",
                 "mc-network.service"
             ]
+        );
+    }
+
+    #[test]
+    fn flatcar_static_members_negotiate_membership_before_etcd_starts() {
+        let c = sample::cluster(3, 0);
+        let u = units(&build(&c, 1, Platform::Vagrant).unwrap().config);
+        let dropin = &unit(&u, "etcd-member.service").3;
+        // The static bootstrap settings first, then the join's env file that overrides them,
+        // and the join itself with the first-boot fallback.
+        let state = dropin.find("ETCD_INITIAL_CLUSTER_STATE=new").unwrap();
+        let cluster = dropin.find("ETCD_INITIAL_CLUSTER=node-0=").unwrap();
+        let env_file = dropin
+            .find("\nEnvironmentFile=-/run/molten/etcd-join.env\n")
+            .unwrap();
+        assert!(state < env_file && cluster < env_file, "{dropin}");
+        assert!(
+            dropin.ends_with(
+                "EnvironmentFile=-/run/molten/etcd-join.env\n\
+                 ExecStartPre=/opt/bin/mc etcd-join --peer-port 2380 --data-dir /var/lib/etcd \
+                 --bootstrap-after 10\n"
+            ),
+            "{dropin}"
         );
     }
 

@@ -22,6 +22,12 @@ pub const ETCD_JOIN_ENV: &str = "/run/molten/etcd-join.env";
 /// etcd's data dir on a member, on every OS (Flatcar's etcd-member default; `mc`'s default).
 pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
 
+/// How long a static member's `mc etcd-join` looks for a cluster with a leader before etcd
+/// starts from its static settings (empty data dir: a new cluster's first boot) or from its data
+/// (a whole rack powered on at once). A first boot waits this long once; long enough for the
+/// members that boot together to see each other's etcd, short enough not to slow a cold start.
+pub const ETCD_BOOTSTRAP_AFTER_SECS: u64 = 10;
+
 /// Flatcar's wrapper that runs etcd in a container with the `ETCD_*` environment.
 const FLATCAR_ETCD_WRAPPER: &str = "/usr/lib/flatcar/etcd-wrapper";
 
@@ -293,16 +299,33 @@ impl EtcdMember<'_> {
         }
         env.extend(self.flatcar_wrapper_env());
         Ok(format!(
-            "[Unit]\n{}[Service]\n{}",
+            "[Unit]\n{}[Service]\n{}{}",
             self.enroll_ordering(),
-            environment(&env)
+            environment(&env),
+            self.static_join(OsVariant::Flatcar),
         ))
+    }
+
+    /// A static member negotiates its membership before etcd starts: `mc etcd-join` writes
+    /// `ETCD_INITIAL_CLUSTER` and state `existing` to its env file when the member joins a running
+    /// cluster (a wiped disk, a node added to the profile, a member held back at first boot),
+    /// and removes the file otherwise. `EnvironmentFile=` overrides `Environment=` whatever the
+    /// order, so the negotiated values replace the static ones.
+    fn static_join(&self, os: OsVariant) -> String {
+        format!(
+            "EnvironmentFile=-{ETCD_JOIN_ENV}\n\
+             ExecStartPre={mc} etcd-join --peer-port {port} --data-dir {ETCD_DATA_DIR} \
+             --bootstrap-after {ETCD_BOOTSTRAP_AFTER_SECS}\n",
+            mc = os.layout().agent_binary,
+            port = self.peer_port(),
+        )
     }
 
     /// Debian: replaces the packaged `etcd.service` command with the profile's binary and the
     /// same settings as flags. The packaged unit sets `ETCD_NAME=%H` (and reads more `ETCD_*`
     /// from `/etc/default/etcd`); etcd refuses a flag whose variable is also set, so the
-    /// variables of exactly the flags passed here are unset.
+    /// variables of exactly the flags passed here are unset. The initial cluster and its state
+    /// are variables instead, which `mc etcd-join`'s env file can override.
     pub fn debian_dropin(
         &self,
         ip: Ipv4Addr,
@@ -314,17 +337,30 @@ impl EtcdMember<'_> {
         // /var/lib/etcd on every OS (where `mc etcd-join`, `mc etcd restore` and
         // docs/operations.md look for the member).
         settings.push(("DATA_DIR", ETCD_DATA_DIR.to_string()));
-        let unset: Vec<String> = settings
+        // The membership `mc etcd-join` may override from its env file: variables, not flags.
+        let (membership, flags): (Vec<_>, Vec<_>) =
+            settings.into_iter().partition(|(suffix, _)| {
+                matches!(*suffix, "INITIAL_CLUSTER" | "INITIAL_CLUSTER_STATE")
+            });
+        let unset: Vec<String> = flags
             .iter()
             .map(|(suffix, _)| format!("ETCD_{suffix}"))
             .collect();
-        // The packaged unit runs etcd as `etcd`; the keys are 0600 root on the state dir.
+        let membership: Vec<(String, String)> = membership
+            .into_iter()
+            .map(|(suffix, value)| (format!("ETCD_{suffix}"), value))
+            .collect();
+        // The packaged unit runs etcd as `etcd`; the keys are 0600 root on the state dir. It
+        // restarts only on a signal or timeout: a failed join is retried here like mc's units.
         let mut text = format!(
-            "[Unit]\n{}[Service]\nUser=root\nUnsetEnvironment={}\nExecStart=\nExecStart={binary}",
+            "[Unit]\n{}{NO_START_LIMIT}[Service]\nUser=root\nUnsetEnvironment={}\n{}{}\
+             {RESTART_ON_FAILURE}ExecStart=\nExecStart={binary}",
             self.enroll_ordering(),
-            unset.join(" ")
+            unset.join(" "),
+            environment(&membership),
+            self.static_join(OsVariant::Debian),
         );
-        for (suffix, value) in settings {
+        for (suffix, value) in flags {
             let flag = suffix.to_ascii_lowercase().replace('_', "-");
             let _ = write!(text, " \\\n  --{flag}={value}");
         }

@@ -480,7 +480,9 @@ fn the_engine_applies_debian_members_and_masks_etcd_on_workers() {
         .expect("the drop-in unsets etcd's variables")
         .split(' ')
         .collect();
-    let flags: Vec<String> = dropin
+    // etcd's own flags (ExecStartPre's `mc etcd-join` flags are not etcd's).
+    let (_, exec) = dropin.split_once("ExecStart=\nExecStart=").unwrap();
+    let flags: Vec<String> = exec
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("--"))
         .map(|f| {
@@ -501,6 +503,22 @@ fn the_engine_applies_debian_members_and_masks_etcd_on_workers() {
             "{var} is passed as a flag but not unset: {dropin}"
         );
     }
+    // The membership is in variables that mc etcd-join's env file overrides: never unset.
+    for var in ["ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_STATE"] {
+        assert!(
+            !unset.contains(&var) && !flags.contains(&var.to_string()),
+            "{dropin}"
+        );
+    }
+    let environment = dropin.find("\nEnvironment=ETCD_INITIAL_CLUSTER=").unwrap();
+    let env_file = dropin
+        .find("\nEnvironmentFile=-/run/molten/etcd-join.env\n")
+        .unwrap();
+    assert!(environment < env_file, "{dropin}");
+    assert!(
+        dropin.contains("\nExecStartPre=/opt/bin/mc etcd-join --peer-port 2380 --data-dir /var/lib/etcd --bootstrap-after 10\n"),
+        "{dropin}"
+    );
     assert!(read(&units, "flanneld.service").contains("ExecStart=/usr/local/bin/flanneld "));
     assert!(after_time_sync(&read(&units, "mc.service")));
     let presets = read(

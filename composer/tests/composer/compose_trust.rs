@@ -240,7 +240,8 @@ fn debian_etcd_and_flanneld_get_tls_flags() {
         .map(|(_, bytes)| decoded_units(&String::from_utf8_lossy(bytes)))
         .unwrap();
     for needle in [
-        "[Unit]\nAfter=mc-enroll.service\nWants=mc-enroll.service\n[Service]\nUser=root\n",
+        "[Unit]\nAfter=mc-enroll.service\nWants=mc-enroll.service\nStartLimitIntervalSec=0\n\
+         [Service]\nUser=root\n",
         "--listen-client-urls=https://",
         "--client-cert-auth=true",
         "--peer-client-cert-auth=true",

@@ -37,6 +37,7 @@ fn a_new_member_joins_the_seed_and_starts() {
         env_file: None,
         data_dir: Some(data.path().join("data")),
         retry: Retry::with_budget(Duration::from_secs(10)),
+        bootstrap_after: None,
     };
     let outcome = block_on(join(&options)).unwrap();
     assert!(outcome.added && outcome.env_written);

@@ -28,6 +28,7 @@ fn join_member(cluster: &EtcdCluster, node: &Node, name: &str) -> JoinOutcome {
         env_file: None,
         data_dir: Some(member.data_dir()),
         retry: MEMBERSHIP_RETRY,
+        bootstrap_after: None,
     };
     block_on(join(&options)).unwrap_or_else(|e| panic!("join {name}: {e:#}"))
 }
@@ -213,6 +214,7 @@ fn a_member_of_this_name_that_still_answers_is_not_replaced() {
         env_file: None,
         data_dir: Some(empty.path().to_path_buf()),
         retry: MEMBERSHIP_RETRY,
+        bootstrap_after: None,
     };
     let err = block_on(join(&options)).unwrap_err().to_string();
     assert!(

@@ -145,6 +145,7 @@ fn a_cluster_that_lost_quorum_for_good_is_restored_from_the_newest_snapshot() {
             env_file: None,
             data_dir: Some(member.data_dir()),
             retry: MEMBERSHIP_RETRY,
+            bootstrap_after: None,
         }))
         .unwrap_or_else(|e| panic!("join {name}: {e:#}"));
         assert!(outcome.added, "{outcome:?}");
