@@ -2,7 +2,11 @@
 //! and the engine's `fetch`/`files` stages apply each dev node's config to a directory standing
 //! for the node's root, fetching the agent (on vagrant the full config behind the pointer comes
 //! over HTTPS from `molten serve --authority`: `compose_trust.rs`)
-//! from a file server on 127.0.0.1 and checking their hashes. Plus: nothing secret anywhere.
+//! from a file server on 127.0.0.1 and checking their hashes. ipxe's RAM-run nodes: the engine
+//! creates etcd's directory on the data filesystem (the `files` stage needs no disk; creating
+//! and reusing the filesystem is the `disks` stage, which needs systemd as PID 1 to wait for the
+//! device and is not run here), and `systemd-analyze verify` loads the mount units and the `mc`
+//! units from the applied root. Plus: nothing secret anywhere.
 
 use crate::common;
 
@@ -281,6 +285,96 @@ fn check_data_disk(
         assert!(
             text.starts_with("[Unit]\nRequiresMountsFor=/var/lib/molten\n"),
             "{unit}: {text}"
+        );
+    }
+    check_mounts_with_systemd(root, layout.agent_unit, layout.agent_network_unit);
+}
+
+/// The units as systemd itself loads them from the applied root (`systemd-analyze verify
+/// --root`): no complaint about any line, every `mc` unit requires and follows the state mount,
+/// the state mount waits for the labelled disk before `local-fs.target`, and etcd's bind mount
+/// requires the state mount. (etcd's own unit is Flatcar's, absent here: its drop-in's line is
+/// checked as text above.)
+fn check_mounts_with_systemd(root: &Path, agent_unit: &str, network_unit: &str) {
+    const ANALYZE: &str = "/usr/bin/systemd-analyze";
+    molten_testkit::packages::ensure_binary(ANALYZE, "systemd").unwrap();
+    let units = [
+        "var-lib-molten.mount",
+        "var-lib-etcd.mount",
+        "mc-enroll.service",
+        "mc-renew.service",
+        agent_unit,
+        network_unit,
+    ];
+    let out = std::process::Command::new(ANALYZE)
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg("--man=no")
+        .args(units)
+        .env("SYSTEMD_LOG_LEVEL", "debug")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // systemd reports a bad line as `<file>:<line>: <what>`.
+    let complaints: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            units.iter().any(|u| {
+                l.split_once(&format!("{u}:"))
+                    .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        })
+        .collect();
+    assert!(complaints.is_empty(), "systemd complained: {complaints:#?}");
+    let dump = |unit: &str| -> Vec<String> {
+        let dump: Vec<String> = text
+            .lines()
+            .skip_while(|l| l.trim() != format!("-> Unit {unit}:"))
+            .skip(1)
+            .take_while(|l| !l.trim_start().starts_with("-> Unit "))
+            .map(|l| l.trim().to_string())
+            .collect();
+        assert!(!dump.is_empty(), "systemd did not load {unit}:\n{text}");
+        dump
+    };
+    // `line` with any origin: `RequiresMountsFor=` gives `origin-file`, a bind mount's source
+    // adds the same dependency as `origin-path`.
+    let has = |dump: &[String], line: &str| {
+        dump.iter()
+            .any(|l| l == line || l.starts_with(&format!("{line} (")))
+    };
+    for unit in &units[2..] {
+        let d = dump(unit);
+        for line in [
+            "Requires: var-lib-molten.mount",
+            "After: var-lib-molten.mount",
+        ] {
+            assert!(has(&d, line), "{unit} lacks {line:?}: {d:#?}");
+        }
+    }
+    let state = dump("var-lib-molten.mount");
+    for line in [
+        "Requires: dev-disk-by\\x2dlabel-molten\\x2ddata.device",
+        "After: dev-disk-by\\x2dlabel-molten\\x2ddata.device",
+        "Before: local-fs.target",
+    ] {
+        assert!(
+            has(&state, line),
+            "var-lib-molten.mount lacks {line:?}: {state:#?}"
+        );
+    }
+    let etcd = dump("var-lib-etcd.mount");
+    for line in [
+        "Requires: var-lib-molten.mount",
+        "After: var-lib-molten.mount",
+    ] {
+        assert!(
+            has(&etcd, line),
+            "var-lib-etcd.mount lacks {line:?}: {etcd:#?}"
         );
     }
 }
