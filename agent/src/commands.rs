@@ -123,7 +123,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 retry: retry(&args.node),
                 bootstrap_after: args.bootstrap_after.map(std::time::Duration::from_secs),
             };
-            let _lock = match lock(&args.node, "mc etcd-join", 60) {
+            let join_lock = crate::lock::JOIN_LOCK_PATH;
+            let _lock = match crate::node_access::lock_at(&args.node, join_lock, "mc etcd-join", 60)
+            {
                 Ok(lock) => lock,
                 Err(busy) => return Ok(busy),
             };

@@ -14,6 +14,11 @@ use anyhow::{Context, Result};
 /// Where the lock file is on a node.
 pub const LOCK_PATH: &str = "/run/molten/mc.lock";
 
+/// `mc etcd-join`'s own lock: one join at a time. Not [`LOCK_PATH`]: the join runs before etcd
+/// starts, and a converge holding the node lock restarts etcd (renewed certificates) and waits
+/// for it, so a join waiting for the node lock would hold that restart until the wait ran out.
+pub const JOIN_LOCK_PATH: &str = "/run/molten/etcd-join.lock";
+
 /// How often a waiting `mc` tries the lock again.
 const POLL: Duration = Duration::from_millis(100);
 

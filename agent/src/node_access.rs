@@ -17,7 +17,17 @@ pub const EXIT_BUSY: u8 = 75;
 
 /// The node lock under `--root`, or the exit code to return when another mc holds it.
 pub fn lock(node: &NodeArgs, what: &str, wait_secs: u64) -> Result<NodeLock, ExitCode> {
-    let path = crate::fs::under_root(&node.root, crate::lock::LOCK_PATH);
+    lock_at(node, crate::lock::LOCK_PATH, what, wait_secs)
+}
+
+/// The lock at `path` (on the node, under `--root`), or the exit code when another mc holds it.
+pub fn lock_at(
+    node: &NodeArgs,
+    path: &str,
+    what: &str,
+    wait_secs: u64,
+) -> Result<NodeLock, ExitCode> {
+    let path = crate::fs::under_root(&node.root, path);
     match NodeLock::acquire(&path, what, Duration::from_secs(wait_secs)) {
         Ok(lock) => Ok(lock),
         Err(err) => {

@@ -10,6 +10,7 @@ use mc::converge::{Stage, State};
 use mc::etcd::membership::{self, Member};
 use mc::etcd::Etcd;
 use mc::etcd_join::{join, JoinOptions, JoinOutcome, StaticStart};
+use mc::lock::{NodeLock, LOCK_PATH};
 use molten_testkit::etcd_cluster::EtcdCluster;
 
 use super::support::*;
@@ -372,4 +373,45 @@ fn a_member_added_to_the_profile_joins_as_a_learner_and_is_promoted() {
     assert!(promoted);
     assert_eq!(roster(&members(&cluster, &["d"])), ["a", "b", "c", "d"]);
     assert_eq!(cluster_id(&cluster, "d"), id);
+}
+
+#[test]
+fn the_join_does_not_wait_for_a_converge_that_restarts_etcd() {
+    // A converge holds the node lock while it restarts etcd (renewed certificates) and waits
+    // for it; etcd's ExecStartPre join must not wait for that lock in turn.
+    let node = member_node("a");
+    let held =
+        NodeLock::acquire(&node.path(LOCK_PATH), "mc converge (test)", Duration::ZERO).unwrap();
+    let dead = format!("https://127.0.0.1:{}", molten_testkit::free_port().unwrap());
+    let data = tempfile::tempdir().unwrap();
+    let root = node.root.path().to_str().unwrap().to_string();
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let started = Instant::now();
+    let out = run_mc(
+        &[
+            "etcd-join",
+            "--root",
+            &root,
+            "--etcd",
+            &dead,
+            "--data-dir",
+            &data_dir,
+            "--bootstrap-after",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("no etcd cluster with a leader answered within 1s")
+            && said.contains("etcd bootstraps from its static initial cluster"),
+        "{said}"
+    );
+    drop(held);
 }
