@@ -275,7 +275,9 @@ async fn look_for_cluster(
         }
         if lost_member && waited >= after + retry.budget {
             bail!(
-                "etcd member {} is in the cluster but this node's data dir holds no member (its                  data is gone), and no member of the cluster has a leader after {}s: it cannot                  be replaced until a quorum of the other members runs",
+                "etcd member {} is in the cluster but this node's data dir holds no member (its \
+                 data is gone), and no member of the cluster has a leader after {}s: it cannot \
+                 be replaced until a quorum of the other members runs",
                 me.name,
                 waited.as_secs()
             );

@@ -415,3 +415,39 @@ fn the_join_does_not_wait_for_a_converge_that_restarts_etcd() {
     );
     drop(held);
 }
+
+#[test]
+fn a_wiped_member_never_bootstraps_while_the_cluster_has_no_leader() {
+    let names = ["a", "b", "c"];
+    let mut cluster = start_cluster(&names);
+    // b and c go down and c's disk is wiped: a still answers its member list (etcd 3.4 serves
+    // it from its local view) but has no leader, and it lists c as a member that ran.
+    cluster.stop("b").unwrap();
+    cluster.stop("c").unwrap();
+    cluster.wipe("c").unwrap();
+
+    let node = member_node("c");
+    let mut opts = options(&cluster, &node, "c");
+    opts.retry.budget = Duration::from_secs(3);
+    let started = Instant::now();
+    let err = block_on(join(&opts)).expect_err("a wiped member must not bootstrap");
+    let took = started.elapsed();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("etcd member c is in the cluster but this node's data dir holds no member")
+            && text.contains("cannot be replaced until a quorum of the other members runs"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("  "),
+        "one sentence, no runs of blanks: {text}"
+    );
+    assert!(
+        took >= BOOTSTRAP_AFTER + opts.retry.budget,
+        "it kept looking for a leader for the retry budget: {took:?}"
+    );
+    assert!(
+        !env_file(&node).exists(),
+        "no negotiated environment was written"
+    );
+}
