@@ -57,12 +57,20 @@ impl TargetCheck<'_, '_> {
         self.report.error(at, message);
     }
 
-    /// The place of `platforms.<key>`, or where it would go when the profile has no `platforms`.
+    /// The place of `platforms.<key>` when it is written; else of `platforms`, where it would
+    /// go; else none.
     pub fn section_at(&self, key: &str) -> At {
-        match self.raw.platforms.as_ref() {
-            Some(p) => At::of("$.platforms", p).child(key),
-            None => At::new(format!("$.platforms.{key}"), (0, 0)),
-        }
+        let path = format!("$.platforms.{key}");
+        let Some(platforms) = self.raw.platforms.as_ref() else {
+            return At::new(path, (0, 0));
+        };
+        let written = match key {
+            "packet" => platforms.packet.as_ref().map(|s| s.position()),
+            "vagrant" => platforms.vagrant.as_ref().map(|s| s.position()),
+            "ipxe" => platforms.ipxe.as_ref().map(|s| s.position()),
+            _ => None,
+        };
+        At::new(path, written.unwrap_or_else(|| platforms.position()))
     }
 
     pub fn packet(&self) -> Option<&PacketSettings> {
