@@ -57,7 +57,7 @@ fn profile_yaml(platform: Platform) -> String {
         "platforms:\n\
          \x20 packet: {project_id: 3f9c5b8e-2d41-4c7a-9b6e-8a1d2f4e6c30, metro: am, plan: c3.small.x86}\n\
          \x20 vagrant: {box: flatcar-stable, memory_mb: 2048, cpus: 2, host_ip: 172.16.255.1, serve_port: 8080}\n\
-         \x20 ipxe: {base_url: 'http://172.16.255.1:8080', kernel_args: [console=ttyS0]}\n",
+         \x20 ipxe: {base_url: 'http://172.16.255.1:8080', kernel_args: [console=ttyS0], data_disk: /dev/vdb}\n",
     );
     y
 }
