@@ -90,53 +90,17 @@ mod cluster {
 
     use super::trust;
     use molten_contract::{NodeConfig, NODE_CONFIG_PATH};
-    use molten_testkit::lab::binaries::product_binaries;
-    use molten_testkit::lab::checks::{healths, mc_status, wait_agent_units, wait_status, MC};
+    pub(crate) use molten_testkit::lab::checks::check;
+    use molten_testkit::lab::checks::{
+        all_ok, healths, mc_status, wait_node, wait_status, CONVERGE, MC,
+    };
     use molten_testkit::lab::cluster::{Lab, LabOptions};
     use molten_testkit::lab::{intruder, probes};
 
-    const BOOT: Duration = Duration::from_secs(120);
-    const CONVERGE: Duration = Duration::from_secs(180);
     pub(crate) const DOCKER_TLS_PORT: u16 = 2376;
 
     pub(crate) fn options() -> LabOptions {
-        LabOptions {
-            profile: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/lab.yaml"),
-            binaries: product_binaries().unwrap(),
-            standin: PathBuf::from(env!("CARGO_BIN_EXE_flanneld-standin")),
-        }
-    }
-
-    /// Unwraps, or fails the test with what every running node has to say.
-    pub(crate) fn check<T>(lab: &Lab, what: &str, result: anyhow::Result<T>) -> T {
-        result.unwrap_or_else(|err| panic!("{what}: {err:#}\n{}", lab.diagnose()))
-    }
-
-    fn all_ok(names: &[String]) -> Vec<(&str, &str)> {
-        names.iter().map(|n| (n.as_str(), "ok")).collect()
-    }
-
-    /// Boot finished with no ordering cycle in its transaction, both agent units succeeded.
-    fn wait_node(lab: &Lab, name: &str) {
-        let node = lab.node(name);
-        check(
-            lab,
-            &format!("{name} boots"),
-            node.wait_booted(BOOT).map(|_| ()),
-        );
-        // A cycle makes PID 1 drop a random job of it at every boot (etcd, mc, docker.socket…).
-        let cycles = check(lab, "systemd-analyze verify", node.ordering_cycles());
-        assert!(
-            cycles.is_empty(),
-            "{name}'s boot transaction has an ordering cycle:\n{}\n{}",
-            cycles.join("\n"),
-            lab.diagnose()
-        );
-        check(
-            lab,
-            &format!("{name} converges"),
-            wait_agent_units(node, CONVERGE),
-        );
+        LabOptions::lab_profile(&PathBuf::from(env!("CARGO_BIN_EXE_flanneld-standin"))).unwrap()
     }
 
     #[test]

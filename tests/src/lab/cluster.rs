@@ -79,6 +79,24 @@ pub struct LabOptions {
     pub standin: PathBuf,
 }
 
+impl LabOptions {
+    /// The lab's three-node profile (`tests/lab/lab.yaml`) with `molten` and `mc` built from
+    /// this workspace ([`super::binaries::product_binaries`]). `standin` is the
+    /// `flanneld-standin` binary (an integration test's `CARGO_BIN_EXE_flanneld-standin`).
+    pub fn lab_profile(standin: &Path) -> Result<Self> {
+        Ok(Self {
+            profile: lab_profile(),
+            binaries: super::binaries::product_binaries()?,
+            standin: standin.to_path_buf(),
+        })
+    }
+}
+
+/// The lab's profile: three Debian members, `tests/lab/lab.yaml`.
+pub fn lab_profile() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/lab.yaml")
+}
+
 /// What the composed bundle says about the lab.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabSpec {
@@ -102,6 +120,14 @@ pub struct Lab {
     pub spec: LabSpec,
     pub bundle: PathBuf,
     pub binaries: Binaries,
+    /// The node image every node's root is copied from.
+    image: PathBuf,
+    /// The flanneld stand-in installed on every node.
+    standin: PathBuf,
+    /// This lab's namespace and cgroup prefix ([`unique_id`]).
+    id: String,
+    /// Bridge ports handed out so far (never reused, also after [`Lab::retire_node`]).
+    ports: usize,
     /// The cluster authority's directory (CA keys: stays on the "operator's machine").
     pub authority: PathBuf,
     pub operator: Operator,
@@ -154,23 +180,6 @@ impl Lab {
             &spec,
             work.path(),
         )?;
-        let mut nodes = Vec::new();
-        let mut spec = spec;
-        for (i, name) in spec.names.iter().enumerate() {
-            let dir = work.path().join(name);
-            let root = copy_image(&image, &dir)?;
-            install_standin(&options.standin, &root)?;
-            // The engine fetches over the lab bridge (from the hub), like the node's initramfs.
-            let pointer = bundle.join(format!("pointer/{name}.ign"));
-            let log = ignition::apply_files_in_netns(&pointer, &root, hub.ns.name())
-                .with_context(|| format!("Ignition failed for {name}"))?;
-            std::fs::write(dir.join("ignition.log"), log)?;
-            // The address the agent will use: from the node config Ignition wrote.
-            let ip = static_ip(&root).with_context(|| format!("node {name}"))?;
-            let netns = hub.attach(&format!("{id}-n{i}"), &format!("p{i}"), ip)?;
-            spec.nodes.push((name.clone(), ip));
-            nodes.push(LabNode::from_prepared(name, ip, &dir, netns));
-        }
         let dir = work.path().to_path_buf();
         let keep = std::env::var_os("MOLTEN_LAB_KEEP").is_some_and(|v| v == "1");
         let work = if keep {
@@ -180,18 +189,94 @@ impl Lab {
         } else {
             Some(work)
         };
-        Ok(Self {
-            nodes,
+        let names = spec.names.clone();
+        let mut lab = Self {
+            nodes: Vec::new(),
             server,
             hub,
             spec,
             bundle,
             binaries: options.binaries.clone(),
+            image,
+            standin: options.standin.clone(),
+            id,
+            ports: 0,
             authority,
             operator,
             dir,
             _work: work,
-        })
+        };
+        for name in &names {
+            lab.provision_node(name)?;
+        }
+        Ok(lab)
+    }
+
+    /// Provisions one more node (not booted) from the bundle being served: a copy of the image
+    /// whose pointer config the real Ignition engine applies over the lab bridge, on a new
+    /// port of the bridge at the address from its node config. `name` must have a pointer
+    /// config in [`Lab::bundle`] (see [`Lab::serve_bundle`] to serve a re-composed one).
+    pub fn provision_node(&mut self, name: &str) -> Result<()> {
+        if self.nodes.iter().any(|n| n.name == name) {
+            bail!("the lab already has a node {name}");
+        }
+        let i = self.ports;
+        self.ports += 1;
+        let dir = self.dir.join(name);
+        let root = copy_image(&self.image, &dir)?;
+        install_standin(&self.standin, &root)?;
+        // The engine fetches over the lab bridge (from the hub), like the node's initramfs.
+        let pointer = self.bundle.join(format!("pointer/{name}.ign"));
+        let log = ignition::apply_files_in_netns(&pointer, &root, self.hub.ns.name())
+            .with_context(|| format!("Ignition failed for {name}"))?;
+        std::fs::write(dir.join("ignition.log"), log)?;
+        // The address the agent will use: from the node config Ignition wrote.
+        let ip = static_ip(&root).with_context(|| format!("node {name}"))?;
+        let netns = self
+            .hub
+            .attach(&format!("{}-n{i}", self.id), &format!("p{i}"), ip)?;
+        if !self.spec.names.iter().any(|n| n == name) {
+            self.spec.names.push(name.to_string());
+            self.spec.names.sort();
+        }
+        self.spec.nodes.push((name.to_string(), ip));
+        self.nodes
+            .push(LabNode::from_prepared(name, ip, &dir, netns));
+        Ok(())
+    }
+
+    /// Takes a node out of the lab for good, as a decommissioned machine: PID 1 killed, its
+    /// network namespace deleted; it is no longer one of [`Lab::nodes`] or the lab's etcd
+    /// endpoints. (Its files stay in the work dir.)
+    pub fn retire_node(&mut self, name: &str) -> Result<()> {
+        let at = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .with_context(|| format!("no lab node {name}"))?;
+        let mut node = self.nodes.remove(at);
+        node.kill()?;
+        drop(node);
+        self.spec.nodes.retain(|(n, _)| n != name);
+        self.spec.names.retain(|n| n != name);
+        Ok(())
+    }
+
+    /// Serves `bundle` (a re-composition of the lab's profile with the same authority, see
+    /// [`Lab::recompose`]) from now on: `molten serve` is restarted on it, with the lab's
+    /// certificate validity.
+    pub fn serve_bundle(&mut self, bundle: &Path) -> Result<()> {
+        let spec = read_bundle(bundle)?;
+        if (spec.host_ip, spec.serve_port, spec.tls_port)
+            != (self.spec.host_ip, self.spec.serve_port, self.spec.tls_port)
+        {
+            bail!(
+                "{} is served elsewhere than the lab's bundle",
+                bundle.display()
+            );
+        }
+        self.bundle = bundle.to_path_buf();
+        self.restart_serve(CERT_VALIDITY)
     }
 
     /// Stops `molten serve` and starts it again on the same bundle and authority, signing

@@ -78,6 +78,103 @@ pub fn etcd_cluster(lab: &Lab, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// One etcd member as `etcdctl member list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Empty for a member that was added but has not started yet.
+    pub name: String,
+    pub id: u64,
+    pub learner: bool,
+    pub peer_urls: Vec<String>,
+}
+
+/// The cluster id and members, as the operator's `etcdctl member list` at `endpoints` sees
+/// them.
+pub fn etcd_members(lab: &Lab, endpoints: &str) -> Result<(u64, Vec<Member>)> {
+    let text = lab.etcdctl_at(endpoints, &["member", "list", "-w", "json"])?;
+    let v: Value = serde_json::from_str(&text).context("member list is not JSON")?;
+    let cluster = v["header"]["cluster_id"]
+        .as_u64()
+        .with_context(|| format!("member list has no cluster id: {text}"))?;
+    let members = v["members"]
+        .as_array()
+        .context("member list has no members")?
+        .iter()
+        .map(|m| Member {
+            name: m["name"].as_str().unwrap_or_default().to_string(),
+            id: m["ID"].as_u64().unwrap_or_default(),
+            learner: m["isLearner"].as_bool().unwrap_or(false),
+            peer_urls: m["peerURLs"]
+                .as_array()
+                .map(|urls| {
+                    urls.iter()
+                        .filter_map(|u| u.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok((cluster, members))
+}
+
+/// The cluster id every one of `endpoints` reports (`endpoint status`); fails unless they
+/// agree.
+pub fn etcd_cluster_id(lab: &Lab, endpoints: &str) -> Result<u64> {
+    let status: Value =
+        serde_json::from_str(&lab.etcdctl_at(endpoints, &["endpoint", "status", "-w", "json"])?)?;
+    let ids: Vec<u64> = status
+        .as_array()
+        .context("endpoint status is not a list")?
+        .iter()
+        .map(|s| s["Status"]["header"]["cluster_id"].as_u64().unwrap_or(0))
+        .collect();
+    ensure!(
+        !ids.is_empty() && ids.iter().all(|id| *id == ids[0] && *id != 0),
+        "endpoints report cluster ids {ids:?}"
+    );
+    Ok(ids[0])
+}
+
+/// Waits until the members are exactly `names`, every one a voter that answers `endpoint
+/// health`, and returns the cluster id they all report.
+pub fn wait_voters(lab: &Lab, names: &[&str], timeout: Duration) -> Result<u64> {
+    let endpoints = lab.etcd_endpoints_of(names);
+    let mut want: Vec<&str> = names.to_vec();
+    want.sort_unstable();
+    let mut last = String::new();
+    let found = wait_until(
+        &format!("etcd members {} all voting and healthy", names.join(", ")),
+        timeout,
+        Duration::from_millis(500),
+        || {
+            let (_, members) = match etcd_members(lab, &endpoints) {
+                Ok(m) => m,
+                Err(err) => {
+                    last = format!("{err:#}");
+                    return Ok(None);
+                }
+            };
+            let mut seen: Vec<(&str, bool)> = members
+                .iter()
+                .map(|m| (m.name.as_str(), m.learner))
+                .collect();
+            seen.sort_unstable();
+            last = format!("{seen:?}");
+            let voters = seen.iter().all(|(_, learner)| !learner);
+            let named: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
+            if !(voters && named == want) {
+                return Ok(None);
+            }
+            if let Err(err) = lab.etcdctl_at(&endpoints, &["endpoint", "health"]) {
+                last = format!("{err:#}");
+                return Ok(None);
+            }
+            Ok(etcd_cluster_id(lab, &endpoints).ok())
+        },
+    );
+    found.with_context(|| format!("last seen: {last}"))
+}
+
 /// Waits until etcd on the `survivors` answers a quorum read (`endpoint health`), i.e. the
 /// members still up have elected a leader after one went away. A write sent during that election
 /// times out on the server (etcd drops proposals while it has no leader).
