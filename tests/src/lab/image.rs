@@ -36,6 +36,8 @@ pub const PACKAGES: &[&str] = &[
     "iproute2",
     "docker.io",
     "etcd-server",
+    // etcdctl: `mc etcd restore` runs its `snapshot restore` (docs/operations.md).
+    "etcd-client",
     "iptables",
     "ca-certificates",
 ];
