@@ -250,24 +250,38 @@ pub async fn remove(etcd: &mut Etcd, id: u64) -> Result<bool> {
 
 /// Promotes learner `id`, waiting (up to `wait`) while etcd says it has not caught up yet.
 /// Ok(false) when it is a voter already.
+///
+/// The promote goes to the leader's own client URL. etcd 3.4 forwards a promote that reaches a
+/// follower to the leader without the caller's identity; with auth on, the leader refuses it
+/// ("auth: user name is empty", etcd-io/etcd#20757, fixed only in later releases) and the
+/// follower keeps forwarding until the request times out, while the leader logs every refusal.
 pub async fn promote(etcd: &mut Etcd, id: u64, wait: Duration) -> Result<bool> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(250);
+    let tls = etcd.tls().clone();
     loop {
         let what = format!("etcd member promote {id:x}");
         let result = etcd
-            .run(&what, |mut client| async move {
-                let resp = client.member_list().await.context("etcd member list")?;
-                match resp.members().iter().find(|m| m.id() == id) {
-                    None => bail!("member {id:x} is not in the cluster"),
-                    Some(m) if !m.is_learner() => return Ok(false),
-                    Some(_) => {}
+            .run(&what, |mut client| {
+                let tls = tls.clone();
+                async move {
+                    let resp = client.member_list().await.context("etcd member list")?;
+                    let members: Vec<Member> = resp.members().iter().map(to_member).collect();
+                    match members.iter().find(|m| m.id == id) {
+                        None => bail!("member {id:x} is not in the cluster"),
+                        Some(m) if !m.learner => return Ok(false),
+                        Some(_) => {}
+                    }
+                    let leader = client.status().await.context("etcd status")?.leader();
+                    let mut at_leader = leader_client(&members, leader, &tls).await?;
+                    at_leader
+                        .as_mut()
+                        .unwrap_or(&mut client)
+                        .member_promote(id)
+                        .await
+                        .with_context(|| format!("etcd member promote {id:x}"))?;
+                    Ok(true)
                 }
-                client
-                    .member_promote(id)
-                    .await
-                    .with_context(|| format!("etcd member promote {id:x}"))?;
-                Ok(true)
             })
             .await;
         match result {
@@ -287,6 +301,29 @@ pub async fn promote(etcd: &mut Etcd, id: u64, wait: Duration) -> Result<bool> {
             other => return other,
         }
     }
+}
+
+/// How long connecting to the leader and its answer to a promote may take.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of the leader `leader` alone, on its client URL; None when the cluster has no leader
+/// now or the leader lists no usable URL (the caller's own client then takes the request).
+async fn leader_client(members: &[Member], leader: u64, tls: &EtcdTls) -> Result<Option<Client>> {
+    let Some(url) = members
+        .iter()
+        .find(|m| m.id == leader && leader != 0)
+        .and_then(|m| m.client_urls.iter().find(|u| dialable(u)))
+    else {
+        return Ok(None);
+    };
+    let options = ConnectOptions::new()
+        .with_connect_timeout(LEADER_TIMEOUT)
+        .with_timeout(LEADER_TIMEOUT)
+        .with_tls(tls.options());
+    let client = Client::connect([url.as_str()], Some(options))
+        .await
+        .with_context(|| format!("connecting to the etcd leader at {url}"))?;
+    Ok(Some(client))
 }
 
 /// Removes the member called `name` after checking that the cluster keeps its quorum.
