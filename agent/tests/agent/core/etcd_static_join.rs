@@ -425,6 +425,18 @@ fn a_wiped_member_never_bootstraps_while_the_cluster_has_no_leader() {
     cluster.stop("b").unwrap();
     cluster.stop("c").unwrap();
     cluster.wipe("c").unwrap();
+    // a keeps its leader for up to an election timeout after losing its peers: until then the
+    // join would find "a cluster with a leader" and (rightly) refuse the removal for quorum.
+    let a = cluster.member("a").endpoint();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let look = block_on(membership::list_at(&a, &root_tls(), Duration::from_secs(2)));
+        match look {
+            Ok((_, 0)) => break,
+            _ if Instant::now() > deadline => panic!("a still has a leader or no answer: {look:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 
     let node = member_node("c");
     let mut opts = options(&cluster, &node, "c");
