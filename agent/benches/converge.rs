@@ -44,6 +44,9 @@ impl Systemd for IdleSystemd {
     fn start_no_block(&self, _units: &[String]) -> anyhow::Result<()> {
         Ok(())
     }
+    fn stop(&self, _unit: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The fixture node config on the bench's own flannel network and BOSH network name, so a bench

@@ -18,6 +18,9 @@ pub trait Systemd {
     /// `systemctl start --no-block <units>`: enqueues start jobs without waiting for them
     /// (mc.service is ordered before these units, so waiting would deadlock the boot).
     fn start_no_block(&self, units: &[String]) -> anyhow::Result<()>;
+    /// `systemctl stop <unit>`: ends a unit whose files the converge removed (a running timer
+    /// stays armed from memory until stopped, even after `daemon-reload`).
+    fn stop(&self, unit: &str) -> anyhow::Result<()>;
 }
 
 /// This node's Docker server TLS files as seen on the node (no `--root` prefix): they go into

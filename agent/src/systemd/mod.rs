@@ -48,6 +48,9 @@ pub struct UnitsOutcome {
     pub requeued: Vec<String>,
     /// Timers of ours (new or changed) that did not run, started with `start --no-block`.
     pub started: Vec<String>,
+    /// Timers of ours the node no longer needs (their files removed) that were still running,
+    /// stopped before the reload (which would otherwise leave them failed until a reboot).
+    pub stopped: Vec<String>,
     /// Units whose reload or restart an earlier run left undone (it failed), done now.
     pub retried: Vec<String>,
     /// Actions not done because systemd does not run in the managed root, e.g.
@@ -93,6 +96,9 @@ impl UnitsOutcome {
         }
         if !result.started.is_empty() {
             parts.push(format!("started {}", result.started.join(", ")));
+        }
+        if !result.stopped.is_empty() {
+            parts.push(format!("stopped {}", result.stopped.join(", ")));
         }
         if !result.skipped.is_empty() {
             parts.push(format!(
@@ -181,10 +187,12 @@ fn converge(
     }
 
     let mut timers_removed = false;
+    let mut removed_timers = BTreeSet::new();
     if with_timers {
         let timer_files =
             timers::write_timers(&unit_dir, layout.unit_dir, &timers::timers(config, &layout))?;
         timers_removed = !timer_files.removed.is_empty();
+        removed_timers = timer_files.removed_timers;
         outcome.written.extend(timer_files.written);
         outcome.removed.extend(timer_files.removed);
         changed_units.extend(timer_files.changed_timers);
@@ -199,7 +207,12 @@ fn converge(
         let units: BTreeSet<String> = changed_units.union(&due).cloned().collect();
         outcome.retried = due.into_iter().collect();
         let watched = watched_units(config);
-        apply(root, systemd, &units, &watched, &pending_path, &mut outcome)?;
+        let actions = Actions {
+            changed: &units,
+            removed_timers: &removed_timers,
+            watched: &watched,
+        };
+        apply(root, systemd, &actions, &pending_path, &mut outcome)?;
     }
     Ok(outcome)
 }
@@ -225,14 +238,12 @@ pub fn converge_timers(
     outcome.removed = files.removed;
     let pending_path = under_root(root, pending::PENDING_PATH);
     let watched = watched_units(config);
-    apply(
-        root,
-        systemd,
-        &files.changed_timers,
-        &watched,
-        &pending_path,
-        &mut outcome,
-    )?;
+    let actions = Actions {
+        changed: &files.changed_timers,
+        removed_timers: &files.removed_timers,
+        watched: &watched,
+    };
+    apply(root, systemd, &actions, &pending_path, &mut outcome)?;
     Ok(outcome)
 }
 
@@ -251,19 +262,36 @@ fn watched_units(config: &NodeConfig) -> BTreeSet<String> {
     .collect()
 }
 
-/// Reloads once (re-enqueueing start jobs the reload lost), then restarts the changed units
-/// that run with their old configuration.
+/// What [`apply`] acts on.
+struct Actions<'a> {
+    /// Units whose files changed: restarted if running (timers started if not).
+    changed: &'a BTreeSet<String>,
+    /// Timers of ours whose files were removed: stopped if running.
+    removed_timers: &'a BTreeSet<String>,
+    /// Units whose queued start jobs a reload may lose.
+    watched: &'a BTreeSet<String>,
+}
+
+/// Stops the removed timers that still run, reloads once (re-enqueueing start jobs the reload
+/// lost), then restarts the changed units that run with their old configuration.
 fn apply(
     root: &Path,
     systemd: &dyn Systemd,
-    changed_units: &BTreeSet<String>,
-    watched: &BTreeSet<String>,
+    actions: &Actions,
     pending_path: &Path,
     outcome: &mut UnitsOutcome,
 ) -> anyhow::Result<()> {
+    let changed_units = actions.changed;
+    let watched = actions.watched;
     if !systemd_manages(root, systemd) {
         tracing::warn!(root = %root.display(), "systemd is not running in the root: unit actions skipped");
         outcome.skipped.push("daemon-reload".to_string());
+        outcome.skipped.extend(
+            actions
+                .removed_timers
+                .iter()
+                .map(|u| format!("stop {u} (if active)")),
+        );
         outcome.skipped.extend(
             changed_units
                 .iter()
@@ -274,6 +302,21 @@ fn apply(
     // Recorded before acting, cleared after: a failure below leaves it for the next run.
     pending::write(pending_path, changed_units)
         .context("cannot record the unit actions before doing them")?;
+    // Before the reload: systemd still holds a removed timer, armed, from memory. Left to the
+    // reload, it finds the timer's files (and its service's) gone and marks it failed, which
+    // leaves the node `degraded` until a reboot; stopped first, the reload simply forgets it.
+    for timer in actions.removed_timers {
+        let active = systemd
+            .is_active(timer)
+            .with_context(|| format!("cannot tell whether {timer} runs"))?;
+        if active {
+            systemd
+                .stop(timer)
+                .with_context(|| format!("{timer} was removed but could not be stopped"))?;
+            tracing::info!(unit = %timer, "stopped timer: the node no longer needs it");
+            outcome.stopped.push(timer.clone());
+        }
+    }
     let queued_before: BTreeSet<String> = systemd
         .queued_start_jobs()
         .context("cannot list systemd's queued jobs before reloading")?

@@ -131,6 +131,10 @@ impl Systemd for Systemctl {
         args.extend(units.iter().map(String::as_str));
         self.run_ok(&args)
     }
+
+    fn stop(&self, unit: &str) -> anyhow::Result<()> {
+        self.run_ok(&["stop", unit])
+    }
 }
 
 /// Units with a `start` job in `systemctl list-jobs --no-legend` output: one job per line,

@@ -79,6 +79,10 @@ impl Systemd for FakeSystemd {
         self.queued.borrow_mut().extend(units.iter().cloned());
         Ok(())
     }
+    fn stop(&self, unit: &str) -> anyhow::Result<()> {
+        self.calls.borrow_mut().push(format!("stop {unit}"));
+        Ok(())
+    }
 }
 
 /// node-0 at [`IP`] (etcd on the same address) on `os`.

@@ -46,6 +46,8 @@ pub struct TimerFiles {
     pub removed: Vec<PathBuf>,
     /// Timers whose unit, service or link changed: started (or restarted) after the reload.
     pub changed_timers: BTreeSet<String>,
+    /// Timers of ours whose unit file was removed: a running one stays armed until stopped.
+    pub removed_timers: BTreeSet<String>,
 }
 
 impl TimerFiles {
@@ -168,6 +170,9 @@ pub fn write_timers(
         }
         fs::remove_file(&path).with_context(|| format!("failed to remove {path:?}"))?;
         files.removed.push(path);
+        if name.ends_with(".timer") {
+            files.removed_timers.insert(name.to_string());
+        }
         let link = unit_dir.join(WANTS_DIR).join(name);
         if fs::symlink_metadata(&link).is_ok() {
             fs::remove_file(&link).with_context(|| format!("failed to remove {link:?}"))?;

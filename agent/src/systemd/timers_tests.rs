@@ -107,6 +107,26 @@ fn a_worker_gets_no_snapshot_timer_and_loses_one_it_had() {
     );
     assert!(outcome.reloaded && outcome.changed());
     assert!(outcome.restarted.is_empty() && outcome.started.is_empty());
+    // The removed timer still ran from memory: stopped before the reload; the converge timer,
+    // which also runs, is left alone.
+    assert_eq!(outcome.stopped, [SNAPSHOT_TIMER]);
+    assert_eq!(
+        systemd.take_calls(),
+        [
+            "is-active mc-etcd-snapshot.timer",
+            "stop mc-etcd-snapshot.timer",
+            "list-jobs",
+            "daemon-reload",
+        ]
+    );
+    assert!(
+        outcome
+            .done()
+            .detail
+            .contains("stopped mc-etcd-snapshot.timer"),
+        "{:?}",
+        outcome.done()
+    );
     assert!(unit(r, CONVERGE_TIMER).exists());
     assert!(fs::read_link(link(r, CONVERGE_TIMER)).is_ok());
 
@@ -115,6 +135,38 @@ fn a_worker_gets_no_snapshot_timer_and_loses_one_it_had() {
     let again = converge_timers(r, &worker(), &systemd).unwrap();
     assert_eq!(again, UnitsOutcome::default());
     assert!(unit(r, SNAPSHOT_TIMER).exists());
+    assert!(systemd.calls().is_empty(), "{:?}", systemd.calls());
+}
+
+#[test]
+fn a_removed_timer_that_no_longer_runs_is_not_stopped() {
+    let root = booted_root();
+    let r = root.path();
+    converge_timers(r, &member(), &FakeSystemd::running(&[])).unwrap();
+
+    let systemd = FakeSystemd::running(&[CONVERGE_TIMER]);
+    let outcome = converge_timers(r, &worker(), &systemd).unwrap();
+    assert_eq!(outcome.removed.len(), 3, "{outcome:?}");
+    assert!(outcome.stopped.is_empty(), "{outcome:?}");
+    let calls = systemd.calls();
+    assert!(calls.contains(&"is-active mc-etcd-snapshot.timer".to_string()));
+    assert!(!calls.iter().any(|c| c.starts_with("stop")), "{calls:?}");
+}
+
+#[test]
+fn without_a_booted_systemd_a_removed_timer_is_reported_as_not_stopped() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let systemd = FakeSystemd::running(&[SNAPSHOT_TIMER]);
+    converge_timers(r, &member(), &systemd).unwrap();
+    let outcome = converge_timers(r, &worker(), &systemd).unwrap();
+    assert_eq!(outcome.removed.len(), 3, "{outcome:?}");
+    assert!(outcome.stopped.is_empty());
+    assert_eq!(
+        outcome.skipped,
+        ["daemon-reload", "stop mc-etcd-snapshot.timer (if active)"]
+    );
+    assert!(systemd.calls().is_empty(), "{:?}", systemd.calls());
 }
 
 #[test]
@@ -199,8 +251,16 @@ fn the_units_step_writes_dropins_and_timers_with_one_reload() {
     assert_eq!(warm.done().state, crate::outcome::State::Unchanged);
 
     // Turned into a worker: the snapshot timer goes, with one reload and nothing restarted.
-    let systemd = FakeSystemd::running(&[SNAPSHOT_TIMER]);
+    let systemd = FakeSystemd::running(&[CONVERGE_TIMER, SNAPSHOT_TIMER]);
     let worker = converge_node_units(r, &worker(), IP, &tls(), &systemd).unwrap();
     assert_eq!(worker.removed.len(), 3, "{worker:?}");
     assert!(worker.reloaded && worker.restarted.is_empty(), "{worker:?}");
+    // The snapshot timer, still running, is stopped; nothing else is.
+    assert_eq!(worker.stopped, [SNAPSHOT_TIMER]);
+    let stops: Vec<String> = systemd
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("stop "))
+        .collect();
+    assert_eq!(stops, ["stop mc-etcd-snapshot.timer"]);
 }

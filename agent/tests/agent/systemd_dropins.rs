@@ -51,6 +51,9 @@ impl Systemd for Absent {
     fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
         panic!("no start {units:?} without systemd")
     }
+    fn stop(&self, unit: &str) -> anyhow::Result<()> {
+        panic!("no stop {unit} without systemd")
+    }
 }
 
 /// node-0 at [`IP`] (etcd on the same address) on `os`.

@@ -242,6 +242,9 @@ impl Systemd for ReloadLosesJob<'_> {
     fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
         self.systemctl.start_no_block(units)
     }
+    fn stop(&self, unit: &str) -> anyhow::Result<()> {
+        self.systemctl.stop(unit)
+    }
 }
 
 /// Holds Docker's start job in the queue until `/run/release-docker` exists, like mc.service
@@ -351,6 +354,9 @@ impl Systemd for FirstReloadFails<'_> {
     }
     fn start_no_block(&self, units: &[String]) -> anyhow::Result<()> {
         self.systemctl.start_no_block(units)
+    }
+    fn stop(&self, unit: &str) -> anyhow::Result<()> {
+        self.systemctl.stop(unit)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The agent's timers under a real systemd: a lab node (Debian image, systemd as PID 1, own
 //! network namespace) gets `mc-converge.timer` and `mc-etcd-snapshot.timer` from
 //! `converge_timers`; its systemd loads both, enables them and arms them, a second converge
-//! touches nothing, and after a reboot both timers are armed again without the agent. Needs root
+//! touches nothing, after a reboot both timers are armed again without the agent, and once the
+//! node is no longer a member the snapshot timer is removed and stopped. Needs root
 //! and, the first time, a Debian mirror to build the cached node image.
 
 use std::net::Ipv4Addr;
@@ -81,6 +82,27 @@ async fn the_timers_are_loaded_enabled_armed_and_left_alone_on_a_warm_converge()
     node.wait_booted(Duration::from_secs(120)).unwrap();
     assert_armed(&node, timers::CONVERGE_TIMER);
     assert_armed(&node, timers::SNAPSHOT_TIMER);
+
+    // No longer a member: the snapshot timer's files go and the running timer is stopped now,
+    // not at the next reboot; the converge timer keeps running. (The reboot gave the node a
+    // new PID 1, so the agent's view of it is taken again.)
+    let (root, node_systemctl) = agent_view(&node);
+    cfg.node.roles = vec![Role::Worker];
+    let worker = systemd::converge_timers(&root, &cfg, &node_systemctl).unwrap();
+    assert_eq!(worker.stopped, [timers::SNAPSHOT_TIMER], "{worker:?}");
+    // Stopped, not failed: left to the reload, systemd marks the removed timer failed (the
+    // node `degraded`) until a reboot.
+    assert_eq!(
+        node.unit_state(timers::SNAPSHOT_TIMER).unwrap(),
+        "inactive",
+        "{}",
+        node.diagnose(&[timers::SNAPSHOT_TIMER])
+    );
+    assert_eq!(
+        show(&node, "LoadState", timers::SNAPSHOT_TIMER),
+        "not-found"
+    );
+    assert_armed(&node, timers::CONVERGE_TIMER);
 
     node.kill().unwrap();
 }

@@ -228,6 +228,9 @@ impl Systemd for IdleSystemd {
     fn start_no_block(&self, _units: &[String]) -> anyhow::Result<()> {
         Ok(())
     }
+    fn stop(&self, _unit: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A systemd that records calls; every unit counts as active.
@@ -266,6 +269,10 @@ impl Systemd for RecordingSystemd {
             .lock()
             .unwrap()
             .push(format!("start --no-block {}", units.join(" ")));
+        Ok(())
+    }
+    fn stop(&self, unit: &str) -> anyhow::Result<()> {
+        self.calls.lock().unwrap().push(format!("stop {unit}"));
         Ok(())
     }
 }
