@@ -54,6 +54,8 @@ pub struct Etcd {
     pub runtime: Runtime,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The members' snapshot schedule and retention, checked; carried to the agent as is.
+    pub snapshots: molten_contract::SnapshotSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

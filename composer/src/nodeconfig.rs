@@ -24,6 +24,7 @@ pub fn node_config(
         },
         etcd: EtcdSettings {
             endpoints: plan.etcd_endpoints.clone(),
+            snapshots: cluster.etcd.snapshots.clone(),
         },
         flannel: cluster.flannel.settings.clone(),
         docker: cluster.docker.clone(),

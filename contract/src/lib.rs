@@ -11,6 +11,7 @@
 mod flannel;
 pub mod keys;
 mod layout;
+pub mod snapshots;
 pub mod trust;
 
 use std::net::Ipv4Addr;
@@ -23,6 +24,7 @@ pub use flannel::{
     gateway, FlannelSettings, SubnetError, DEFAULT_PREFIX as FLANNEL_DEFAULT_PREFIX,
 };
 pub use layout::{OsLayout, OsVariant};
+pub use snapshots::SnapshotSettings;
 pub use trust::TrustSettings;
 
 /// Where the node config lives on a node (relative to the node's root).
@@ -89,6 +91,11 @@ pub enum AddressSource {
 pub struct EtcdSettings {
     /// Client URLs the agent dials (v3 API), e.g. `http://10.0.0.10:2379`.
     pub endpoints: Vec<String>,
+    /// The members' snapshot schedule and retention ([`snapshots`]). Optional and left out when
+    /// default, so a default node config reads the same to an older `mc`; one that sets it is
+    /// refused by an `mc` without the field (`unknown field`), never misread.
+    #[serde(default, skip_serializing_if = "SnapshotSettings::is_default")]
+    pub snapshots: SnapshotSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +216,7 @@ mod tests {
             },
             etcd: EtcdSettings {
                 endpoints: vec!["https://10.0.0.10:2379".into()],
+                snapshots: SnapshotSettings::default(),
             },
             flannel: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),
             docker: DockerSettings {
@@ -301,6 +309,23 @@ mod tests {
             .replace("\"cluster\"", "\"clustr\": 1, \"cluster\"");
         let err = NodeConfig::from_json("node.json", &text).unwrap_err();
         assert!(err.to_string().contains("unknown field `clustr`"), "{err}");
+    }
+
+    #[test]
+    fn default_snapshots_are_left_out_and_read_back_as_default() {
+        let text = sample().to_json();
+        assert!(!text.contains("snapshots"), "{text}");
+        let mut config = sample();
+        config.etcd.snapshots = SnapshotSettings {
+            schedule: "weekly".into(),
+            keep: 4,
+        };
+        let text = config.to_json();
+        assert!(
+            text.contains("\"snapshots\": {\n      \"schedule\": \"weekly\",\n      \"keep\": 4\n"),
+            "{text}"
+        );
+        assert_eq!(NodeConfig::from_json("t", &text).unwrap(), config);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub fn node_config(name: &str, zone: u32, ip: Ipv4Addr) -> NodeConfig {
         },
         etcd: EtcdSettings {
             endpoints: vec![format!("https://{ip}:2379")],
+            snapshots: Default::default(),
         },
         flannel: FlannelSettings::new("10.1.0.0/16".parse().expect("valid CIDR"), 24),
         docker: DockerSettings {

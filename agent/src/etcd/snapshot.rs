@@ -22,7 +22,7 @@ use super::Etcd;
 /// Where snapshots go on a node (the persistent state dir).
 pub const SNAPSHOT_DIR: &str = "/var/lib/molten/etcd-snapshots";
 /// How many snapshots are kept by default.
-pub const DEFAULT_KEEP: usize = 7;
+pub const DEFAULT_KEEP: usize = molten_contract::snapshots::DEFAULT_KEEP as usize;
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".db";
 /// The length of the sha256 etcd appends to the stream.

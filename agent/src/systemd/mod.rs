@@ -159,6 +159,12 @@ fn converge(
     let layout = config.os.layout();
     let unit_dir = under_root(root, layout.unit_dir);
     let wanted = render::dropins(config, &layout, ip, tls)?;
+    // Built (and checked) before any file is written: a bad setting changes nothing.
+    let wanted_timers = if with_timers {
+        Some(timers::timers(config, &layout)?)
+    } else {
+        None
+    };
 
     let mut outcome = UnitsOutcome::default();
     let mut changed_units = BTreeSet::new();
@@ -188,9 +194,8 @@ fn converge(
 
     let mut timers_removed = false;
     let mut removed_timers = BTreeSet::new();
-    if with_timers {
-        let timer_files =
-            timers::write_timers(&unit_dir, layout.unit_dir, &timers::timers(config, &layout))?;
+    if let Some(wanted_timers) = &wanted_timers {
+        let timer_files = timers::write_timers(&unit_dir, layout.unit_dir, wanted_timers)?;
         timers_removed = !timer_files.removed.is_empty();
         removed_timers = timer_files.removed_timers;
         outcome.written.extend(timer_files.written);
@@ -228,7 +233,7 @@ pub fn converge_timers(
 ) -> anyhow::Result<UnitsOutcome> {
     let layout = config.os.layout();
     let unit_dir = under_root(root, layout.unit_dir);
-    let wanted = timers::timers(config, &layout);
+    let wanted = timers::timers(config, &layout)?;
     let files = timers::write_timers(&unit_dir, layout.unit_dir, &wanted)?;
     let mut outcome = UnitsOutcome::default();
     if files.is_empty() {

@@ -1,9 +1,11 @@
 //! The agent's own timers, installed by `mc converge` rather than composed into the Ignition
 //! (whose size is budgeted): `mc-converge.timer` on every node runs the same converge every
 //! 15 minutes (certificate renewal rides on its identity step), and `mc-etcd-snapshot.timer` on
-//! etcd members saves a daily snapshot under `/var/lib/molten`, keeping the newest
-//! [`SNAPSHOT_KEEP`]. Enabling is the `timers.target.wants` link `systemctl enable` would make,
-//! written like the drop-ins: only when missing or wrong, so a warm converge changes nothing.
+//! etcd members saves a snapshot under `/var/lib/molten` on the node config's
+//! `etcd.snapshots.schedule` (default daily), keeping the newest `etcd.snapshots.keep` (default
+//! 7). Those two come from a file, so they are checked again here before they go into a unit.
+//! Enabling is the `timers.target.wants` link `systemctl enable` would make, written like the
+//! drop-ins: only when missing or wrong, so a warm converge changes nothing.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -11,6 +13,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use molten_contract::snapshots::DEFAULT_SCHEDULE;
 use molten_contract::{NodeConfig, OsLayout, Role};
 
 use super::files::write_if_changed;
@@ -20,9 +23,6 @@ pub const CONVERGE_TIMER: &str = "mc-converge.timer";
 pub const CONVERGE_SERVICE: &str = "mc-converge.service";
 pub const SNAPSHOT_TIMER: &str = "mc-etcd-snapshot.timer";
 pub const SNAPSHOT_SERVICE: &str = "mc-etcd-snapshot.service";
-
-/// Snapshots the timer keeps (one a day: a week back).
-pub const SNAPSHOT_KEEP: usize = crate::etcd::snapshot::DEFAULT_KEEP;
 
 /// Where enabled timers are linked, under the unit directory.
 const WANTS_DIR: &str = "timers.target.wants";
@@ -57,7 +57,9 @@ impl TimerFiles {
 }
 
 /// The timers this node needs: the converge timer everywhere, the snapshot timer on members.
-pub fn timers(config: &NodeConfig, layout: &OsLayout) -> Vec<TimerUnits> {
+/// Fails, before anything is written, when a member's snapshot settings break the rules of
+/// [`molten_contract::SnapshotSettings::check`].
+pub fn timers(config: &NodeConfig, layout: &OsLayout) -> anyhow::Result<Vec<TimerUnits>> {
     let mc = layout.agent_binary;
     let mut wanted = vec![TimerUnits {
         timer: CONVERGE_TIMER.to_string(),
@@ -88,14 +90,28 @@ pub fn timers(config: &NodeConfig, layout: &OsLayout) -> Vec<TimerUnits> {
         ),
     }];
     if config.has_role(Role::Etcd) {
+        let snapshots = &config.etcd.snapshots;
+        snapshots.check().map_err(|message| {
+            anyhow::anyhow!(
+                "the node config's snapshot settings cannot go into {SNAPSHOT_TIMER}: {message}"
+            )
+        })?;
+        let schedule = &snapshots.schedule;
+        let keep = snapshots.keep;
+        // The default keeps the words units had before the schedule could change.
+        let description = if schedule == DEFAULT_SCHEDULE {
+            "daily etcd snapshot".to_string()
+        } else {
+            format!("etcd snapshot ({schedule})")
+        };
         wanted.push(TimerUnits {
             timer: SNAPSHOT_TIMER.to_string(),
             timer_content: format!(
                 "{HEADER}\n\
                  [Unit]\n\
-                 Description=molten agent: daily etcd snapshot\n\
+                 Description=molten agent: {description}\n\
                  [Timer]\n\
-                 OnCalendar=daily\n\
+                 OnCalendar={schedule}\n\
                  RandomizedDelaySec=1h\n\
                  Persistent=true\n\
                  [Install]\n\
@@ -110,13 +126,13 @@ pub fn timers(config: &NodeConfig, layout: &OsLayout) -> Vec<TimerUnits> {
                  RequiresMountsFor={STATE_DIR}\n\
                  [Service]\n\
                  Type=oneshot\n\
-                 ExecStart={mc} etcd snapshot --keep {SNAPSHOT_KEEP}\n",
+                 ExecStart={mc} etcd snapshot --keep {keep}\n",
                 etcd = layout.etcd_unit,
                 agent = layout.agent_unit,
             ),
         });
     }
-    wanted
+    Ok(wanted)
 }
 
 /// Writes the wanted timers, services and enable links under `unit_dir` (the root's), and

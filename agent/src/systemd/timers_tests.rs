@@ -264,3 +264,81 @@ fn the_units_step_writes_dropins_and_timers_with_one_reload() {
         .collect();
     assert_eq!(stops, ["stop mc-etcd-snapshot.timer"]);
 }
+
+#[test]
+fn the_snapshot_timer_follows_the_node_configs_schedule_and_retention() {
+    let root = booted_root();
+    let r = root.path();
+    let mut config = member();
+    config.etcd.snapshots = molten_contract::SnapshotSettings {
+        schedule: "Mon..Fri *-*-* 02:30:00".into(),
+        keep: 30,
+    };
+    let systemd = FakeSystemd::running(&[]);
+    converge_timers(r, &config, &systemd).unwrap();
+    let timer = fs::read_to_string(unit(r, SNAPSHOT_TIMER)).unwrap();
+    assert!(
+        timer.contains("OnCalendar=Mon..Fri *-*-* 02:30:00\n"),
+        "{timer}"
+    );
+    assert!(
+        timer.contains("Description=molten agent: etcd snapshot (Mon..Fri *-*-* 02:30:00)\n"),
+        "{timer}"
+    );
+    let service = fs::read_to_string(unit(r, SNAPSHOT_SERVICE)).unwrap();
+    assert!(
+        service.contains("ExecStart=/opt/bin/mc etcd snapshot --keep 30\n"),
+        "{service}"
+    );
+
+    // Back to the defaults: the units are what they were before the settings existed, and the
+    // running timer restarts with them.
+    let systemd = FakeSystemd::running(&[SNAPSHOT_TIMER]);
+    let outcome = converge_timers(r, &member(), &systemd).unwrap();
+    assert_eq!(
+        outcome.written,
+        [unit(r, SNAPSHOT_TIMER), unit(r, SNAPSHOT_SERVICE)]
+    );
+    assert_eq!(outcome.restarted, [SNAPSHOT_TIMER]);
+    let timer = fs::read_to_string(unit(r, SNAPSHOT_TIMER)).unwrap();
+    assert!(
+        timer.contains("Description=molten agent: daily etcd snapshot\n")
+            && timer.contains("OnCalendar=daily\n"),
+        "{timer}"
+    );
+}
+
+#[test]
+fn snapshot_settings_that_break_the_rules_are_refused_before_any_file_is_written() {
+    let cases = [
+        ("daily\nExecStartPre=/bin/sh -c reboot", 7, "a line break"),
+        ("*-*-* 02:00 %n", 7, "`%`"),
+        ("daily", 0, "etcd.snapshots.keep: keep 0 is out of range"),
+        ("daily", 366, "keep 1 to 365"),
+    ];
+    for (schedule, keep, needle) in cases {
+        let root = booted_root();
+        let r = root.path();
+        let mut config = member();
+        config.etcd.snapshots = molten_contract::SnapshotSettings {
+            schedule: schedule.into(),
+            keep,
+        };
+        let systemd = FakeSystemd::running(&[]);
+        let err = converge_node_units(r, &config, IP, &tls(), &systemd).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(needle), "{schedule:?} {keep}: {text}");
+        assert!(
+            text.contains("cannot go into mc-etcd-snapshot.timer"),
+            "{text}"
+        );
+        // Neither the timers nor the drop-ins were written, and systemd was not called.
+        assert!(!r.join("etc/systemd/system").exists());
+        assert!(systemd.calls().is_empty(), "{:?}", systemd.calls());
+    }
+    // A worker does not use them.
+    let root = booted_root();
+    let mut config = worker();
+    config.etcd.snapshots.keep = 0;
+    converge_timers(root.path(), &config, &FakeSystemd::running(&[])).unwrap();
+}

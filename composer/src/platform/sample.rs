@@ -58,6 +58,7 @@ pub fn cluster(members: usize, workers: usize) -> Cluster {
             },
             client_port: 2379,
             peer_port: 2380,
+            snapshots: Default::default(),
         },
         flannel: Flannel {
             settings: FlannelSettings::new("10.1.0.0/16".parse().unwrap(), 24),

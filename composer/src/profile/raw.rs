@@ -104,6 +104,21 @@ pub struct RawEtcd {
     pub client_port: Option<Sp<u16>>,
     /// Default 2380.
     pub peer_port: Option<Sp<u16>>,
+    /// When members save a snapshot and how many they keep. Default daily, 7.
+    pub snapshots: Option<Sp<RawSnapshots>>,
+}
+
+/// etcd snapshots, saved by each member's `mc-etcd-snapshot.timer` under `/var/lib/molten`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "EtcdSnapshots")]
+pub struct RawSnapshots {
+    /// `hourly`, `daily`, `weekly`, `monthly` or a systemd calendar expression (`OnCalendar=`,
+    /// at most 64 characters: letters, digits, single spaces and `* - : , . / ~`). Default
+    /// `daily`.
+    pub schedule: Option<Sp<String>>,
+    /// How many of the newest snapshots each member keeps, 1 to 365. Default 7.
+    pub keep: Option<Sp<u32>>,
 }
 
 /// The flannel overlay network; each zone gets one subnet of it.

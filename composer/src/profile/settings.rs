@@ -1,10 +1,11 @@
 //! The cluster-wide sections: name, os, SSH keys, etcd, flannel, Docker, BOSH.
 
 use ipnet::Ipv4Net;
+use molten_contract::snapshots::{self, SnapshotSettings};
 use molten_contract::{BoshSettings, DockerSettings, FlannelSettings, OsVariant};
 
 use super::defaults as d;
-use super::raw::{RawEtcd, RawFlannel, RawOs, RawProfile, Sp};
+use super::raw::{RawEtcd, RawFlannel, RawOs, RawProfile, RawSnapshots, Sp};
 use super::report::{At, Report};
 use super::values;
 use crate::model::{Etcd, Flannel, Runtime};
@@ -188,8 +189,40 @@ pub(crate) fn etcd(
         runtime,
         client_port: client.value,
         peer_port: peer.value,
+        snapshots: etcd_snapshots(e.snapshots.as_ref(), &section, report),
     };
     (etcd, [client, peer])
+}
+
+/// `etcd.snapshots`, by the rules the agent checks again ([`SnapshotSettings::check`]).
+fn etcd_snapshots(
+    raw: Option<&Sp<RawSnapshots>>,
+    etcd: &At,
+    report: &mut Report,
+) -> SnapshotSettings {
+    let section = match raw {
+        Some(s) => At::of(etcd.child("snapshots").path, s),
+        None => etcd.child("snapshots"),
+    };
+    let empty = RawSnapshots::default();
+    let s = raw.map_or(&empty, |s| &**s);
+    let schedule = placed(
+        s.schedule.as_ref(),
+        &section,
+        "schedule",
+        snapshots::DEFAULT_SCHEDULE.to_string(),
+    );
+    if let Err(message) = snapshots::check_schedule(&schedule.value) {
+        report.error(&schedule.at, message);
+    }
+    let keep = placed(s.keep.as_ref(), &section, "keep", snapshots::DEFAULT_KEEP);
+    if let Err(message) = snapshots::check_keep(keep.value) {
+        report.error(&keep.at, message);
+    }
+    SnapshotSettings {
+        schedule: schedule.value,
+        keep: keep.value,
+    }
 }
 
 pub(crate) struct FlannelPlaced {

@@ -426,3 +426,37 @@ fn data_disks_resolve_per_node_and_only_ipxe_needs_them() {
     load("t.yaml", &without, Path::new("."), &vagrant).unwrap();
     load("t.yaml", &without, Path::new("."), &opts(&agent_path)).unwrap();
 }
+
+#[test]
+fn etcd_snapshots_default_to_daily_seven_and_take_a_calendar_expression() {
+    let agent = Agentfile::new();
+    let default = load(
+        "t.yaml",
+        &profile(THREE, ""),
+        Path::new("."),
+        &opts(&agent.path()),
+    )
+    .unwrap()
+    .cluster;
+    assert_eq!(
+        default.etcd.snapshots,
+        molten_contract::SnapshotSettings::default()
+    );
+    assert!(default.etcd.snapshots.is_default());
+
+    let text = profile(
+        THREE,
+        "etcd:\n  snapshots:\n    schedule: \"Mon..Fri *-*-* 02:30:00\"\n    keep: 30\n",
+    );
+    let loaded = load("t.yaml", &text, Path::new("."), &opts(&agent.path())).unwrap();
+    assert!(loaded.warnings.is_empty(), "{}", loaded.warnings);
+    let snapshots = &loaded.cluster.etcd.snapshots;
+    assert_eq!(snapshots.schedule, "Mon..Fri *-*-* 02:30:00");
+    assert_eq!(snapshots.keep, 30);
+
+    // Only one of the two: the other keeps its default.
+    let text = profile(THREE, "etcd:\n  snapshots: {keep: 3}\n");
+    let loaded = load("t.yaml", &text, Path::new("."), &opts(&agent.path())).unwrap();
+    assert_eq!(loaded.cluster.etcd.snapshots.schedule, "daily");
+    assert_eq!(loaded.cluster.etcd.snapshots.keep, 3);
+}
