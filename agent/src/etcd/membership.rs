@@ -77,11 +77,7 @@ pub async fn list_at(
     tls: &EtcdTls,
     timeout: Duration,
 ) -> Result<(Vec<Member>, u64)> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(timeout)
-        .with_timeout(timeout)
-        .with_tls(tls.options());
-    let mut client = Client::connect([endpoint], Some(options)).await?;
+    let mut client = client_at(endpoint, tls, timeout).await?;
     let members = client
         .member_list()
         .await
@@ -92,6 +88,20 @@ pub async fn list_at(
         .collect();
     let leader = client.status().await.context("etcd status")?.leader();
     Ok((members, leader))
+}
+
+/// A client of the one member at `url`, every call bounded by `timeout`. For the looks and
+/// probes that must reach one member in particular, never another (the session fails over).
+async fn client_at(
+    url: &str,
+    tls: &EtcdTls,
+    timeout: Duration,
+) -> Result<Client, etcd_client::Error> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(timeout)
+        .with_timeout(timeout)
+        .with_tls(tls.options());
+    Client::connect([url], Some(options)).await
 }
 
 fn to_member(m: &etcd_client::Member) -> Member {
@@ -154,12 +164,8 @@ async fn probe_one(member: &Member, tls: &EtcdTls) -> Result<MemberStatus> {
                 "no usable client URL".to_string()
             }
         })?;
-    let options = ConnectOptions::new()
-        .with_connect_timeout(PROBE_TIMEOUT)
-        .with_timeout(PROBE_TIMEOUT)
-        .with_tls(tls.options());
     let attempt = async {
-        let mut client = Client::connect([url.as_str()], Some(options)).await?;
+        let mut client = client_at(url, tls, PROBE_TIMEOUT).await?;
         client.status().await
     };
     let resp = tokio::time::timeout(PROBE_TIMEOUT, attempt)
@@ -316,11 +322,7 @@ async fn leader_client(members: &[Member], leader: u64, tls: &EtcdTls) -> Result
     else {
         return Ok(None);
     };
-    let options = ConnectOptions::new()
-        .with_connect_timeout(LEADER_TIMEOUT)
-        .with_timeout(LEADER_TIMEOUT)
-        .with_tls(tls.options());
-    let client = Client::connect([url.as_str()], Some(options))
+    let client = client_at(url, tls, LEADER_TIMEOUT)
         .await
         .with_context(|| format!("connecting to the etcd leader at {url}"))?;
     Ok(Some(client))
