@@ -104,6 +104,12 @@ pub fn timers(config: &NodeConfig, layout: &OsLayout) -> anyhow::Result<Vec<Time
         } else {
             format!("etcd snapshot ({schedule})")
         };
+        // Spread the members' snapshots, by less than the period for anything more frequent
+        // than daily: an hour's delay on an hourly schedule would skip runs.
+        let spread = match schedule.as_str() {
+            "daily" | "weekly" | "monthly" => "1h",
+            _ => "5min",
+        };
         wanted.push(TimerUnits {
             timer: SNAPSHOT_TIMER.to_string(),
             timer_content: format!(
@@ -112,7 +118,7 @@ pub fn timers(config: &NodeConfig, layout: &OsLayout) -> anyhow::Result<Vec<Time
                  Description=molten agent: {description}\n\
                  [Timer]\n\
                  OnCalendar={schedule}\n\
-                 RandomizedDelaySec=1h\n\
+                 RandomizedDelaySec={spread}\n\
                  Persistent=true\n\
                  [Install]\n\
                  WantedBy=timers.target\n"

@@ -278,8 +278,9 @@ fn the_snapshot_timer_follows_the_node_configs_schedule_and_retention() {
     converge_timers(r, &config, &systemd).unwrap();
     let timer = fs::read_to_string(unit(r, SNAPSHOT_TIMER)).unwrap();
     assert!(
-        timer.contains("OnCalendar=Mon..Fri *-*-* 02:30:00\n"),
-        "{timer}"
+        timer.contains("OnCalendar=Mon..Fri *-*-* 02:30:00\n")
+            && timer.contains("RandomizedDelaySec=5min\n"),
+        "a calendar expression may run more often than daily: {timer}"
     );
     assert!(
         timer.contains("Description=molten agent: etcd snapshot (Mon..Fri *-*-* 02:30:00)\n"),
@@ -303,7 +304,8 @@ fn the_snapshot_timer_follows_the_node_configs_schedule_and_retention() {
     let timer = fs::read_to_string(unit(r, SNAPSHOT_TIMER)).unwrap();
     assert!(
         timer.contains("Description=molten agent: daily etcd snapshot\n")
-            && timer.contains("OnCalendar=daily\n"),
+            && timer.contains("OnCalendar=daily\n")
+            && timer.contains("RandomizedDelaySec=1h\n"),
         "{timer}"
     );
 }
