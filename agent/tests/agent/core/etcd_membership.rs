@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use mc::converge::{Stage, State};
 use mc::etcd::membership::{self, Member};
-use mc::etcd::Etcd;
 use mc::etcd_join::{join, JoinOptions, JoinOutcome};
 use molten_testkit::etcd_cluster::EtcdCluster;
 
@@ -31,20 +30,6 @@ fn join_member(cluster: &EtcdCluster, node: &Node, name: &str) -> JoinOutcome {
         bootstrap_after: None,
     };
     block_on(join(&options)).unwrap_or_else(|e| panic!("join {name}: {e:#}"))
-}
-
-async fn session(cluster: &EtcdCluster, names: &[&str]) -> Etcd {
-    let endpoints: Vec<String> = names.iter().map(|n| cluster.member(n).endpoint()).collect();
-    Etcd::connect(&endpoints, MEMBERSHIP_RETRY, root_tls())
-        .await
-        .unwrap()
-}
-
-fn members(cluster: &EtcdCluster, through: &[&str]) -> Vec<Member> {
-    block_on(async {
-        let mut etcd = session(cluster, through).await;
-        membership::list(&mut etcd).await.unwrap()
-    })
 }
 
 fn names(members: &[Member]) -> Vec<String> {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use mc::converge::{Stage, State};
 use mc::etcd::membership::{self, Member};
-use mc::etcd::Etcd;
 use mc::etcd_join::{join, JoinOptions, JoinOutcome, StaticStart};
 use mc::lock::{NodeLock, LOCK_PATH};
 use molten_testkit::etcd_cluster::EtcdCluster;
@@ -69,20 +68,6 @@ fn env_value(env: &str, key: &str) -> String {
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("{key} missing in {env}"))
         .to_string()
-}
-
-async fn session(cluster: &EtcdCluster, names: &[&str]) -> Etcd {
-    let endpoints: Vec<String> = names.iter().map(|n| cluster.member(n).endpoint()).collect();
-    Etcd::connect(&endpoints, MEMBERSHIP_RETRY, root_tls())
-        .await
-        .unwrap()
-}
-
-fn members(cluster: &EtcdCluster, through: &[&str]) -> Vec<Member> {
-    block_on(async {
-        let mut etcd = session(cluster, through).await;
-        membership::list(&mut etcd).await.unwrap()
-    })
 }
 
 /// Names, sorted, with `*` after each learner.

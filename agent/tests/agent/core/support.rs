@@ -359,3 +359,25 @@ pub fn run_mc_root(args: &[&str], limit: Duration) -> Output {
     all.extend(tls.iter().map(String::as_str));
     run_mc(&all, limit)
 }
+
+/// An etcd session as the cluster's `root` user, through the members `names` only.
+pub async fn session(
+    cluster: &molten_testkit::etcd_cluster::EtcdCluster,
+    names: &[&str],
+) -> mc::etcd::Etcd {
+    let endpoints: Vec<String> = names.iter().map(|n| cluster.member(n).endpoint()).collect();
+    mc::etcd::Etcd::connect(&endpoints, MEMBERSHIP_RETRY, root_tls())
+        .await
+        .unwrap()
+}
+
+/// The member list as the members `through` see it.
+pub fn members(
+    cluster: &molten_testkit::etcd_cluster::EtcdCluster,
+    through: &[&str],
+) -> Vec<mc::etcd::membership::Member> {
+    block_on(async {
+        let mut etcd = session(cluster, through).await;
+        mc::etcd::membership::list(&mut etcd).await.unwrap()
+    })
+}
