@@ -64,8 +64,7 @@ const NOT_IN_SYNC: &str = "in sync with leader";
 
 pub async fn list(etcd: &mut Etcd) -> Result<Vec<Member>> {
     etcd.run("etcd member list", |mut client| async move {
-        let resp = client.member_list().await.context("etcd member list")?;
-        Ok(resp.members().iter().map(to_member).collect())
+        members_of(&mut client).await
     })
     .await
 }
@@ -78,14 +77,7 @@ pub async fn list_at(
     timeout: Duration,
 ) -> Result<(Vec<Member>, u64)> {
     let mut client = client_at(endpoint, tls, timeout).await?;
-    let members = client
-        .member_list()
-        .await
-        .context("etcd member list")?
-        .members()
-        .iter()
-        .map(to_member)
-        .collect();
+    let members = members_of(&mut client).await?;
     let leader = client.status().await.context("etcd status")?.leader();
     Ok((members, leader))
 }
@@ -102,6 +94,12 @@ async fn client_at(
         .with_timeout(timeout)
         .with_tls(tls.options());
     Client::connect([url], Some(options)).await
+}
+
+/// The member list as the member `client` talks to sees it.
+async fn members_of(client: &mut Client) -> Result<Vec<Member>> {
+    let resp = client.member_list().await.context("etcd member list")?;
+    Ok(resp.members().iter().map(to_member).collect())
 }
 
 fn to_member(m: &etcd_client::Member) -> Member {
@@ -208,14 +206,7 @@ pub fn votes(health: &[MemberHealth]) -> Vec<Vote> {
 pub async fn add_learner(etcd: &mut Etcd, peer_url: &str) -> Result<(bool, Member, Vec<Member>)> {
     let what = format!("etcd member add --learner {peer_url}");
     etcd.run(&what, |mut client| async move {
-        let members: Vec<Member> = client
-            .member_list()
-            .await
-            .context("etcd member list")?
-            .members()
-            .iter()
-            .map(to_member)
-            .collect();
+        let members = members_of(&mut client).await?;
         if let Some(existing) = members.iter().find(|m| has_peer(m, peer_url)) {
             // An earlier attempt got through but its answer was lost, or a join before a crash.
             return Ok((false, existing.clone(), members));
@@ -271,8 +262,7 @@ pub async fn promote(etcd: &mut Etcd, id: u64, wait: Duration) -> Result<bool> {
             .run(&what, |mut client| {
                 let tls = tls.clone();
                 async move {
-                    let resp = client.member_list().await.context("etcd member list")?;
-                    let members: Vec<Member> = resp.members().iter().map(to_member).collect();
+                    let members = members_of(&mut client).await?;
                     match members.iter().find(|m| m.id == id) {
                         None => bail!("member {id:x} is not in the cluster"),
                         Some(m) if !m.learner => return Ok(false),
